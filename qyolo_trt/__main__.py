@@ -1,0 +1,5 @@
+"""``python -m qyolo_trt`` == ``qyolo-trt``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""ONNX Runtime (CPU) backend: FP32 and QDQ ONNX models."""

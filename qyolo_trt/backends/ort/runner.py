@@ -1,0 +1,36 @@
+"""Runner over an ONNX Runtime CPU session."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import QyoloError
+from ..base import Runner
+from .session import make_session
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime on CPU. Options: ``threads`` (intra-op threads, 0 = default)."""
+
+    name = "ort"
+
+    def activate(self) -> None:
+        try:
+            self.session = make_session(str(self.artifact), threads=int(self.options.get("threads", 0)))
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise QyoloError(f"{self.artifact}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from None
+
+    def deactivate(self) -> None:
+        self.session = None
+        super().deactivate()
+
+    @property
+    def input_name(self) -> str:
+        return self.session.get_inputs()[0].name
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, feeds)))

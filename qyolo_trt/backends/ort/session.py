@@ -1,0 +1,17 @@
+"""ONNX Runtime session construction with the settings every qyolo-trt caller wants."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+
+
+def make_session(model: str | bytes, threads: int = 0, optimize: bool = True) -> ort.InferenceSession:
+    """A CPU InferenceSession; no spinning (noisy shared machines), ``threads`` intra-op threads (0: ORT default)."""
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])

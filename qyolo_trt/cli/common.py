@@ -1,0 +1,52 @@
+"""Shared CLI plumbing: --json, output, logging to stderr."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(f: F) -> F:
+    """Add ``--json``: one JSON object on stdout, logs on stderr."""
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (logs go to stderr).")(f)
+
+
+def log(msg: str) -> None:
+    """A log line on stderr (stdout is reserved for results)."""
+    click.echo(msg, err=True)
+
+
+def emit(result: dict[str, Any], as_json: bool, text: str | Callable[[dict[str, Any]], str]) -> None:
+    """Print ``result`` as JSON, or as human text (a string, or a function of the result)."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True, default=_jsonable))
+    else:
+        click.echo(text(result) if callable(text) else text)
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str], floatfmt: str = ".4f") -> str:
+    """A plain, aligned text table (also valid Markdown)."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return "" if v is None else str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
+    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(columns), sep, *(line(b) for b in body)])
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,65 @@
+"""Resolve an image source (folder, list file, YOLO dataset, COCO json) to a sorted list of image paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import QyoloError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
+
+
+def list_images(src: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """Image paths of ``src``: a folder (recursive), a YOLO dataset (``images/`` + ``labels/``),
+    a ``.txt`` list of paths (relative to the list's folder), or a COCO ``instances*.json``."""
+    p = Path(src)
+    if not p.exists():
+        raise QyoloError(f"{p}: no such file or folder")
+    if p.is_dir():
+        root = p / "images" if (p / "images").is_dir() else p
+        paths = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    elif p.suffix.lower() == ".json":
+        paths = coco_image_paths(p)
+    elif p.suffix.lower() == ".txt":
+        paths = _read_list(p)
+    elif p.suffix.lower() in IMAGE_SUFFIXES:
+        paths = [p]
+    else:
+        raise QyoloError(f"{p}: not an image source (expected a folder, a .txt list, a COCO .json or an image)")
+    if not paths:
+        raise QyoloError(f"{p}: no images found")
+    return paths[:limit] if limit else paths
+
+
+def _read_list(p: Path) -> list[Path]:
+    lines = [ln.strip() for ln in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+    return [q if q.is_absolute() else p.parent / q for q in (Path(ln) for ln in lines if ln and not ln.startswith("#"))]
+
+
+def load_coco_json(p: Path) -> dict:
+    """Read a COCO json with a one-line error for anything unreadable."""
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise QyoloError(f"{p}: not a readable COCO json ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise QyoloError(f"{p}: not a COCO json (no 'images' list)")
+    return data
+
+
+def resolve_coco_file(json_path: Path, file_name: str) -> Path:
+    """Where a COCO ``file_name`` lives: beside the json, in ``images/`` beside it, or in ``../images``."""
+    for base in (json_path.parent, json_path.parent / "images", json_path.parent.parent / "images"):
+        cand = base / file_name
+        if cand.exists():
+            return cand
+    return json_path.parent / file_name
+
+
+def coco_image_paths(p: Path) -> list[Path]:
+    """Image paths listed in a COCO json, in the json's order of image ids."""
+    data = load_coco_json(p)
+    images = sorted(data["images"], key=lambda im: im["id"])
+    return [resolve_coco_file(p, im["file_name"]) for im in images]
