@@ -1,0 +1,145 @@
+"""The scales file (JSON) and TensorRT's calibration-cache text format.
+
+One ``TensorRange`` per activation tensor carries every INT8 form a target may use:
+- symmetric (TensorRT): ``scale`` with zero point 0, grid [-127*scale, 127*scale], ``clip = 127*scale``;
+- asymmetric (zero-point targets: ONNX Runtime, OpenVINO): ``lower``/``upper`` -> uint8 scale + zero point;
+- shifted-symmetric (TensorRT): subtract ``shift`` before a symmetric Q/DQ with ``shift_scale``
+  (grid covers [lower, upper]); the QDQ rewrite folds the shift into consumers where that is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import QyoloError
+from ..fileio import write_json_atomic, write_text_atomic
+
+FORMAT_VERSION = 1
+QMAX = 127
+
+
+@dataclass
+class TensorRange:
+    """INT8 parameters of one activation tensor."""
+
+    scale: float  # symmetric scale (zero point 0)
+    clip: float  # symmetric clip threshold = QMAX * scale
+    min: float  # true observed minimum
+    max: float  # true observed maximum
+    lower: float | None = None  # asymmetric lower bound (e.g. UH's l), when the method defines one
+    upper: float | None = None  # asymmetric upper bound
+    shift: float | None = None  # shifted-symmetric offset c = (lower + upper) / 2
+    shift_scale: float | None = None  # shifted-symmetric scale (upper - lower) / 254
+    warning: str | None = None  # set for degenerate tensors (constant, all zero, non-finite values)
+
+    def asymmetric(self) -> tuple[float, int]:
+        """uint8 (scale, zero_point) covering [lower, upper] (falls back to the symmetric range)."""
+        lo = min(self.lower if self.lower is not None else -self.clip, 0.0)
+        hi = max(self.upper if self.upper is not None else self.clip, 0.0)
+        scale = max((hi - lo) / 255.0, 1e-12)
+        return scale, int(min(255, max(0, round(-lo / scale))))
+
+
+@dataclass
+class ScalesFile:
+    """Calibration result for one model and one method."""
+
+    model_hash: str
+    method: str
+    num_images: int
+    tensors: dict[str, TensorRange]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "qyolo-trt-scales",
+            "version": FORMAT_VERSION,
+            "model_hash": self.model_hash,
+            "method": self.method,
+            "params": self.params,
+            "num_images": self.num_images,
+            "tensors": {k: _finite_dict(asdict(v)) for k, v in sorted(self.tensors.items())},
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write deterministic JSON atomically (same input -> byte-identical file)."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "scales") -> "ScalesFile":
+        if not isinstance(data, dict) or data.get("format") != "qyolo-trt-scales":
+            raise QyoloError(f"{source}: not a qyolo-trt scales file")
+        known = {f.name for f in fields(TensorRange)}
+        try:
+            tensors = {k: TensorRange(**{kk: vv for kk, vv in v.items() if kk in known}) for k, v in data["tensors"].items()}
+            return cls(data["model_hash"], data["method"], int(data["num_images"]), tensors, dict(data.get("params", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise QyoloError(f"{source}: malformed scales file ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ScalesFile":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise QyoloError(f"{p}: no such file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise QyoloError(f"{p}: not a readable scales file ({type(exc).__name__})") from None
+        return cls.from_dict(data, source=str(p))
+
+    @classmethod
+    def from_symmetric(cls, scales: dict[str, float], model_hash: str = "", method: str = "calib-cache") -> "ScalesFile":
+        """Wrap bare symmetric scales (e.g. from a TensorRT calibration cache)."""
+        tensors = {k: TensorRange(scale=s, clip=s * QMAX, min=-s * QMAX, max=s * QMAX) for k, s in scales.items()}
+        return cls(model_hash, method, 0, tensors)
+
+
+def _finite_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf/nan: degenerate statistics are stored as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+# ---- TensorRT calibration cache --------------------------------------------------------------
+
+def _float_to_hex(x: float) -> str:
+    return struct.pack(">f", x).hex()
+
+
+def _hex_to_float(h: str) -> float:
+    return struct.unpack(">f", bytes.fromhex(h.strip().rjust(8, "0")))[0]
+
+
+def write_trt_cache(path: str | os.PathLike, scales: dict[str, float], header: str = "TRT-100000-EntropyCalibration2") -> None:
+    """Write ``name: <big-endian hex of float32 scale>`` lines under a ``TRT-<version>-<algo>`` header."""
+    lines = [header, *(f"{name}: {_float_to_hex(s)}" for name, s in sorted(scales.items()))]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_trt_cache(path: str | os.PathLike) -> tuple[str, dict[str, float]]:
+    """Read a TensorRT calibration cache (trtexec, Polygraphy, ModelOpt): (header, name -> scale)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise QyoloError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError):
+        raise QyoloError(f"{p}: not a TensorRT calibration cache (not text)") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("TRT-"):
+        raise QyoloError(f"{p}: not a TensorRT calibration cache (missing 'TRT-<version>-<algorithm>' header)")
+    scales: dict[str, float] = {}
+    for ln in lines[1:]:
+        name, sep, value = ln.rpartition(":")
+        try:
+            if not sep:
+                raise ValueError
+            scales[name.strip()] = _hex_to_float(value)
+        except ValueError:
+            raise QyoloError(f"{p}: malformed calibration-cache line {ln[:80]!r}") from None
+    return lines[0], scales
