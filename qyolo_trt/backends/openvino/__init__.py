@@ -1,0 +1,1 @@
+"""OpenVINO (CPU) backend: FP32 and QDQ ONNX models, f32 forced or OpenVINO's default precision."""

@@ -1,0 +1,77 @@
+"""Runner over an OpenVINO CPU compiled model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...errors import QyoloError
+from ...lazy import lazy_import
+from ..base import Runner
+from .runtime_model import conv_precisions
+
+PRECISIONS = ("default", "f32")
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO on CPU. Options: ``precision`` ("default": OpenVINO's choice, bf16 on CPUs that have it;
+    "f32": ``INFERENCE_PRECISION_HINT=f32``) and ``threads`` (0 = OpenVINO's default)."""
+
+    name = "openvino"
+
+    def __init__(self, artifact: Any, **options: Any) -> None:
+        super().__init__(artifact, **options)
+        self.precision = str(options.get("precision", "default"))
+        if self.precision not in PRECISIONS:
+            raise QyoloError(f"unknown OpenVINO precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        self.threads = int(options.get("threads", 0))
+
+    def config(self) -> dict[str, str]:
+        """The CPU plugin properties this runner compiles with (one stream, latency mode)."""
+        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+        if self.precision == "f32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if self.threads > 0:
+            config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        return config
+
+    def activate(self) -> None:
+        ov = lazy_import("openvino", "openvino", "OpenVINO")
+        if not self.artifact.is_file():
+            raise QyoloError(f"{self.artifact}: no such file")
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(self.artifact)), "CPU", self.config())
+        except RuntimeError as exc:
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise QyoloError(f"{self.artifact}: OpenVINO cannot load it ({first[:200]})") from None
+        self.request = self.compiled.create_infer_request()
+
+    def deactivate(self) -> None:
+        self.request = None
+        self.compiled = None
+        super().deactivate()
+
+    @property
+    def input_name(self) -> str:
+        return self.compiled.inputs[0].get_any_name()
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.get_any_name() for o in self.compiled.outputs]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.request.infer(feeds)
+        return {o.get_any_name(): results[o] for o in self.compiled.outputs}
+
+    def execution_precision(self) -> str:
+        """The floating-point precision the compiled model actually runs in (e.g. "f32", "bf16")."""
+        return self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+    def describe(self) -> dict[str, Any]:
+        info = {"backend": self.name, "artifact": str(self.artifact), "precision": self.precision, "threads": self.threads}
+        if getattr(self, "compiled", None) is not None:
+            info["execution_precision"] = self.execution_precision()
+            info["conv_precisions"] = conv_precisions(self.compiled.get_runtime_model())
+        return info

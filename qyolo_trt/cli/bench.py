@@ -1,0 +1,65 @@
+"""`qyolo-trt bench`: interleaved latency of one or more artifacts on one backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..backends import RUNNERS
+from ..bench import OV_PRECISIONS, plan, run_bench
+from .common import emit, format_table, json_option, log
+
+COLUMNS = ["label", "precision", "conv_int8", "p50_ms", "p90_ms", "p99_ms", "img/s", "ratio"]
+
+
+@click.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(list(RUNNERS)), default=None, help="Runtime (default: trt for .engine files, else ort).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size of the synthetic input.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed rounds before timing.")
+@click.option("--iters", type=int, default=100, show_default=True, help="Timed rounds (each round runs every artifact once).")
+@click.option("--threads", type=int, default=0, show_default=True, help="Intra-op threads (0: the backend's default).")
+@click.option(
+    "--ov-precision",
+    type=click.Choice(OV_PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="OpenVINO float precision: auto = first artifact with f32 forced and in OpenVINO's default, the rest default.",
+)
+@json_option
+def bench_cmd(
+    artifacts: tuple[Path, ...], backend: str | None, batch: int, warmup: int, iters: int, threads: int, ov_precision: str, as_json: bool
+) -> None:
+    """Time ARTIFACTS interleaved (round-robin) in one run: p50/p90/p99 latency, throughput and the
+    speed-up ratio against the first row (first p50 / this p50)."""
+    backend = backend or ("trt" if artifacts[0].suffix == ".engine" else "ort")
+    variants = plan(artifacts, backend, threads, ov_precision)
+    result = run_bench(variants, batch=batch, warmup=warmup, iters=iters)
+    log(f"bench: {len(variants)} variant(s) on {backend}, {warmup} warmup + {iters} timed rounds, batch {batch}")
+    emit(result, as_json, _text)
+
+
+def _text(result: dict[str, Any]) -> str:
+    rows = [
+        {
+            "label": r["label"],
+            "precision": r["runner"].get("execution_precision", "-"),
+            "conv_int8": _conv_int8(r["runner"]),
+            "p50_ms": r["p50_ms"],
+            "p90_ms": r["p90_ms"],
+            "p99_ms": r["p99_ms"],
+            "img/s": r["throughput"],
+            "ratio": r["ratio"],
+        }
+        for r in result["rows"]
+    ]
+    return format_table(rows, COLUMNS, floatfmt=".2f") + f"\n(ratio = first row's p50 / this row's p50; {result['iters']} interleaved rounds)"
+
+
+def _conv_int8(described: dict[str, Any]) -> str:
+    counts = described.get("conv_precisions")
+    if not counts:
+        return "-"
+    return f"{counts.get('i8', 0) + counts.get('u8', 0)}/{sum(counts.values())}"
