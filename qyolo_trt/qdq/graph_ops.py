@@ -1,0 +1,94 @@
+"""onnx-graphsurgeon helpers for the QDQ rewrite, registered on ``gs.Graph`` (``graph.insert_qdq(...)``).
+
+New tensors get new names; every original tensor keeps its name (a quantized weight's DequantizeLinear
+output takes the weight's name, the float original is renamed ``<name>_float``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+INT8_MAX = 127
+MIN_SCALE = 1e-8  # all-zero weight channels still get a finite positive scale
+
+
+def constant_values(tensor: gs.Tensor) -> np.ndarray | None:
+    """Values of a constant tensor: an initializer, a Constant node's output, or an Identity of either."""
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    if len(tensor.inputs) != 1:
+        return None
+    producer = tensor.inputs[0]
+    if producer.op == "Constant" and isinstance(producer.attrs.get("value"), gs.Constant):
+        return np.asarray(producer.attrs["value"].values)
+    if producer.op == "Identity":
+        return constant_values(producer.inputs[0])
+    return None
+
+
+def per_channel_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 quantization: (int8 values, float32 scales along ``axis``)."""
+    w = weight.astype(np.float32)
+    reduce = tuple(i for i in range(w.ndim) if i != axis)
+    scale = np.maximum(np.abs(w).max(axis=reduce) / INT8_MAX, MIN_SCALE).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return q, scale
+
+
+@gs.Graph.register()
+def insert_qdq(self: gs.Graph, tensor: gs.Tensor, scale: float, zero_point: int = 0, dtype: type = np.int8) -> gs.Variable:
+    """Add QuantizeLinear -> DequantizeLinear after ``tensor``; returns the dequantized tensor (consumers are not rewired)."""
+    name = tensor.name
+    s = gs.Constant(f"{name}_qscale", np.array(scale, dtype=np.float32))
+    zp = gs.Constant(f"{name}_qzero", np.array(zero_point, dtype=dtype))
+    q = gs.Variable(f"{name}_quantized", dtype=dtype, shape=tensor.shape)
+    dq = gs.Variable(f"{name}_dequantized", dtype=np.float32, shape=tensor.shape)
+    self.nodes.append(gs.Node("QuantizeLinear", f"{name}_QuantizeLinear", inputs=[tensor, s, zp], outputs=[q]))
+    self.nodes.append(gs.Node("DequantizeLinear", f"{name}_DequantizeLinear", inputs=[q, s, zp], outputs=[dq]))
+    return dq
+
+
+@gs.Graph.register()
+def quantize_weight_per_channel(self: gs.Graph, node: gs.Node, index: int, axis: int) -> np.ndarray:
+    """Replace ``node.inputs[index]`` (a constant weight) by int8 values + per-channel scales -> DequantizeLinear.
+
+    The DequantizeLinear output takes the weight's name. Returns the float weight that was quantized.
+    """
+    tensor = node.inputs[index]
+    weight = constant_values(tensor)
+    name = tensor.name
+    tensor.name = f"{name}_float"
+    q, scale = per_channel_int8(weight, axis)
+    out = gs.Variable(name, dtype=np.float32, shape=list(weight.shape))
+    inputs = [
+        gs.Constant(f"{name}_int8", q),
+        gs.Constant(f"{name}_wscale", scale),
+        gs.Constant(f"{name}_wzero", np.zeros(scale.shape, dtype=np.int8)),
+    ]
+    self.nodes.append(gs.Node("DequantizeLinear", f"{name}_DequantizeLinear", attrs={"axis": axis}, inputs=inputs, outputs=[out]))
+    node.inputs[index] = out
+    return weight
+
+
+@gs.Graph.register()
+def insert_shift(self: gs.Graph, tensor: gs.Tensor, shift: float) -> gs.Variable:
+    """Add ``tensor - shift`` (a Sub with a scalar constant); returns the shifted tensor."""
+    c = gs.Constant(f"{tensor.name}_shift", np.array(shift, dtype=np.float32))
+    out = gs.Variable(f"{tensor.name}_shifted", dtype=np.float32, shape=tensor.shape)
+    self.nodes.append(gs.Node("Sub", f"{tensor.name}_Sub", inputs=[tensor, c], outputs=[out]))
+    return out
+
+
+@gs.Graph.register()
+def add_to_bias(self: gs.Graph, conv: gs.Node, delta: np.ndarray) -> None:
+    """Add ``delta`` (one value per output channel) to a Conv's bias, creating the bias if absent."""
+    old = conv.inputs[2] if len(conv.inputs) > 2 else None
+    bias = constant_values(old) if old is not None else np.zeros(delta.shape, dtype=np.float32)
+    new = gs.Constant(f"{conv.outputs[0].name}_bias_shifted", (bias + delta).astype(np.float32))
+    if old is None:
+        conv.inputs.append(new)
+    else:
+        conv.inputs[2] = new

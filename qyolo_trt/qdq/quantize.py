@@ -1,0 +1,229 @@
+"""Apply the placement rules to an FP32 ONNX model with a ScalesFile: exclusions, shared scales, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..calib.scales import ScalesFile, TensorRange
+from ..errors import QyoloError
+from ..model import model_hash
+from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
+from .rules import RULES, GraphView, Placement, find_head, first_conv
+from .rules.shift import can_shift, fold_shift
+
+MODES = ("symmetric", "shifted", "asymmetric")
+KEEP_FLOAT = ("head", "first-conv")
+REPORT_KEY = "qyolo_trt.report"
+MIN_OPSET = 13
+
+
+@dataclass
+class QuantizeResult:
+    model: onnx.ModelProto
+    report: dict[str, Any]
+
+
+Plan = list[tuple[gs.Node, Placement]]
+
+
+def quantize(
+    model: onnx.ModelProto,
+    scales: ScalesFile,
+    *,
+    mode: str = "symmetric",
+    exclude: Iterable[str] = (),
+    keep_float: Iterable[str] = ("head",),
+    allow_missing: bool = False,
+    check_hash: bool = True,
+) -> QuantizeResult:
+    """Rewrite ``model`` into a QDQ model (TensorRT explicit-quantization placement) using ``scales``.
+
+    ``mode``: "symmetric" (TensorRT), "shifted" (TensorRT; shifted-symmetric where exact), "asymmetric"
+    (uint8 + zero points: ONNX Runtime / OpenVINO only). ``exclude``: regexes over node names kept float.
+    ``keep_float``: "head" and/or "first-conv". ``allow_missing``: leave ops whose tensors have no usable
+    scale in float (reported) instead of failing. An empty ``scales.model_hash`` (TensorRT caches) is not checked.
+    """
+    if mode not in MODES:
+        raise QyoloError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    keep_float = tuple(keep_float)
+    if bad := [k for k in keep_float if k not in KEEP_FLOAT]:
+        raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")
+    if check_hash and scales.model_hash and scales.model_hash != (h := model_hash(model)):
+        raise QyoloError(
+            f"scales ({scales.method}) were computed for model {scales.model_hash[:12]}, not this model ({h[:12]}); "
+            "recalibrate this model, or skip the check"
+        )
+    graph = gs.import_onnx(_copy(model))  # graphsurgeon's export renames the initializers it was given in place
+    graph.toposort()
+    head = find_head(graph)
+    floats = _float_reasons(graph, _compile(exclude), keep_float, head)
+    view = GraphView(graph)
+    plan: Plan = []
+    float_nodes: list[dict[str, str]] = []
+    for node in graph.nodes:
+        place = RULES[node.op](node, view) if node.op in RULES else None
+        if place is None:
+            continue
+        if id(node) in floats:
+            float_nodes.append(_entry(node, floats[id(node)]))
+        else:
+            plan.append((node, place))
+    plan, params, missing = _resolve(plan, scales.tensors, allow_missing, float_nodes)
+    shifted = _apply(graph, plan, params, mode)
+    graph.cleanup().toposort()
+    graph.opset = max(graph.opset, MIN_OPSET)
+    report = {
+        "mode": mode,
+        "method": scales.method,
+        "quantized": dict(sorted(Counter(n.op for n, _ in plan).items())),
+        "float_nodes": float_nodes,
+        "missing": missing,
+        "shifted": shifted,
+        "head": {"final_convs": [c.name for c in head.final_convs], "nodes": len(head.nodes)} if "head" in keep_float else None,
+        "opset": graph.opset,
+    }
+    out = gs.export_onnx(graph)
+    for prop in model.metadata_props:
+        if prop.key != REPORT_KEY:
+            out.metadata_props.add(key=prop.key, value=prop.value)
+    out.metadata_props.add(key=REPORT_KEY, value=json.dumps(report, sort_keys=True))
+    return QuantizeResult(out, report)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    clone = onnx.ModelProto()
+    clone.CopyFrom(model)
+    return clone
+
+
+def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
+    try:
+        return [re.compile(p) for p in patterns]
+    except re.error as exc:
+        raise QyoloError(f"bad --exclude regex {exc.pattern!r}: {exc}") from None
+
+
+def _float_reasons(graph: gs.Graph, exclude: list[re.Pattern[str]], keep_float: tuple[str, ...], head) -> dict[int, str]:
+    """node id -> why it stays float (user regex first, then first conv, then head)."""
+    reasons: dict[int, str] = {}
+    if "head" in keep_float:
+        reasons.update({id(n): "head" for n in head.nodes})
+    first = first_conv(graph) if "first-conv" in keep_float else None
+    if first is not None:
+        reasons[id(first)] = "first-conv"
+    for node in graph.nodes:
+        if hit := next((p.pattern for p in exclude if p.search(node.name or "")), None):
+            reasons[id(node)] = f"exclude:{hit}"
+    return reasons
+
+
+def _entry(node: gs.Node, reason: str) -> dict[str, str]:
+    return {"node": node.name, "op": node.op, "reason": reason}
+
+
+def _groups(plan: Plan) -> dict[str, list[str]]:
+    """tensor name -> names of the terminal outputs of its shared-scale group (only for grouped tensors)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    fed: set[str] = set()
+    for node, place in plan:
+        if place.group:
+            out = node.outputs[0].name
+            for i in place.activations:
+                fed.add(node.inputs[i].name)
+                parent[find(node.inputs[i].name)] = find(out)
+    members: dict[str, list[str]] = {}
+    for name in list(parent):
+        members.setdefault(find(name), []).append(name)
+    terminals = {root: sorted(m for m in ms if m not in fed) for root, ms in members.items()}
+    return {name: terminals[find(name)] for name in parent}
+
+
+def _usable(r: TensorRange | None) -> bool:
+    return r is not None and r.scale is not None and math.isfinite(r.scale) and r.scale > 0
+
+
+def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, float_nodes: list[dict[str, str]]):
+    """Give every quantized tensor its range (a group takes its output's); drop or reject nodes without one.
+
+    Returns (plan, tensor name -> (range, grouped), sorted missing/degenerate tensor names).
+    """
+    all_missing: set[str] = set()
+    while True:
+        groups = _groups(plan)
+        params: dict[str, tuple[TensorRange, bool]] = {}
+        bad: dict[int, list[str]] = {}
+        for node, place in plan:
+            names = [node.inputs[i].name for i in place.activations] + ([node.outputs[0].name] if place.group else [])
+            for name in names:
+                sources = groups.get(name, [name])
+                usable = [tensors[s] for s in sources if _usable(tensors.get(s))]
+                if len(usable) == len(sources):
+                    params[name] = (max(usable, key=lambda r: r.scale), name in groups)
+                else:
+                    bad.setdefault(id(node), []).extend(s for s in sources if not _usable(tensors.get(s)))
+        if not bad:
+            return plan, params, sorted(all_missing)
+        missing = sorted({s for v in bad.values() for s in v})
+        if not allow_missing:
+            absent = [s for s in missing if s not in tensors]
+            degenerate = [s for s in missing if s in tensors]
+            parts = [f"no scale for {len(absent)} tensor(s): {', '.join(absent)}"] if absent else []
+            parts += [f"degenerate scale for {len(degenerate)} tensor(s): {', '.join(degenerate)}"] if degenerate else []
+            raise QyoloError(f"scales do not cover this model: {'; '.join(parts)} (recalibrate, or allow missing to keep those ops float)")
+        all_missing.update(missing)
+        float_nodes.extend(_entry(n, "missing scale: " + ", ".join(sorted(set(bad[id(n)])))) for n, _ in plan if id(n) in bad)
+        plan = [(n, p) for n, p in plan if id(n) not in bad]
+
+
+def _apply(graph: gs.Graph, plan: Plan, params: dict[str, tuple[TensorRange, bool]], mode: str) -> list[str]:
+    """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers), then weights. Returns shifted tensors."""
+    by_name = graph.tensors()
+    consumers = {name: list(by_name[name].outputs) for name in params}
+    quantized_ids = {id(n) for n, _ in plan}
+    dq: dict[str, gs.Variable] = {}
+    shifted: list[str] = []
+    for node, place in plan:
+        for i in place.activations:
+            t = node.inputs[i]
+            if t.name not in dq:
+                rng, grouped = params[t.name]
+                src = t
+                if mode == "shifted" and not grouped and can_shift(consumers[t.name], rng):
+                    src = graph.insert_shift(t, rng.shift)
+                    for conv in consumers[t.name]:
+                        if id(conv) in quantized_ids:
+                            fold_shift(graph, conv, rng.shift)
+                    shifted.append(t.name)
+                    dq[t.name] = graph.insert_qdq(src, rng.shift_scale)
+                elif mode == "asymmetric":
+                    scale, zp = rng.asymmetric()
+                    dq[t.name] = graph.insert_qdq(src, scale, zp, np.uint8)
+                else:
+                    dq[t.name] = graph.insert_qdq(src, rng.scale)
+            node.inputs[i] = dq[t.name]
+    weights: dict[str, gs.Tensor] = {}
+    for node, place in plan:
+        for i, axis in place.weights:
+            name = node.inputs[i].name
+            if name not in weights:
+                graph.quantize_weight_per_channel(node, i, axis)
+                weights[name] = node.inputs[i]
+            node.inputs[i] = weights[name]
+    return sorted(shifted)
