@@ -1,0 +1,73 @@
+"""``calibrate()``: one streamed pass over the images, every requested method from the same statistics."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+
+from ..data import list_images
+from ..errors import QyoloError
+from ..model import inspect_detector, load_onnx, model_hash
+from .collect import collect
+from .methods import METHODS, MethodOptions, compute_range
+from .scales import ScalesFile
+
+logger = logging.getLogger(__name__)
+
+
+def _check_options(methods: Sequence[str], num_images: int | None, batch: int, bins: int, percentile: float) -> None:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise QyoloError(f"unknown calibration method(s) {unknown or '(none)'}; choose from {', '.join(METHODS)}")
+    if num_images is not None and num_images < 1:
+        raise QyoloError(f"--num-images must be >= 1, got {num_images}")
+    if batch < 1:
+        raise QyoloError(f"--batch must be >= 1, got {batch}")
+    if bins < 16:
+        raise QyoloError(f"--bins must be >= 16, got {bins}")
+    if not 0.0 < percentile <= 100.0:
+        raise QyoloError(f"--percentile must be in (0, 100], got {percentile}")
+
+
+def calibrate(
+    model: str | os.PathLike | onnx.ModelProto,
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+    methods: Sequence[str] = ("uh",),
+    num_images: int | None = None,
+    batch: int = 1,
+    bins: int = 2048,
+    percentile: float = 99.99,
+    progress_desc: str = "calibrate",
+) -> dict[str, ScalesFile]:
+    """Calibrate ``model`` on ``images`` (any source ``list_images`` accepts, or a list of paths) in one
+    ONNX Runtime pass; returns one ``ScalesFile`` per method, keyed by method name, in the order requested.
+
+    ``batch`` is used only when the model's batch dimension is dynamic (else images run one at a time).
+    The number of unreadable images skipped is recorded in each file's ``params["skipped_images"]``.
+    """
+    methods = list(dict.fromkeys(methods))
+    _check_options(methods, num_images, batch, bins, percentile)
+    proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
+    info = inspect_detector(proto, source=str(model) if not isinstance(model, onnx.ModelProto) else "model")
+    paths = [Path(p) for p in images] if isinstance(images, (list, tuple)) else list_images(images)
+    if not paths:
+        raise QyoloError("no calibration images given")
+    collected = collect(proto, info, paths, batch=batch, bins=bins, limit=num_images, desc=progress_desc)
+    options = MethodOptions(percentile=percentile)
+    digest = model_hash(proto)
+    results: dict[str, ScalesFile] = {}
+    for method in methods:
+        tensors = {name: compute_range(method, hist, options, name) for name, hist in collected.stats.items()}
+        if not results:
+            for r in tensors.values():
+                if r.warning:
+                    logger.warning("warning: %s", r.warning)
+        params = {"bins": bins, "batch": collected.batch, "skipped_images": collected.skipped}
+        if method == "percentile":
+            params["percentile"] = percentile
+        results[method] = ScalesFile(digest, method, collected.num_images, tensors, params)
+    return results

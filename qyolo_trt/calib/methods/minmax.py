@@ -1,0 +1,11 @@
+"""MinMax: the symmetric clip is the largest observed magnitude; the asymmetric bounds are min and max."""
+
+from __future__ import annotations
+
+from ..histogram import Histogram
+from ..scales import QMAX, TensorRange
+
+
+def minmax(hist: Histogram, options: object) -> TensorRange:
+    clip = hist.absmax
+    return TensorRange(scale=clip / QMAX, clip=clip, min=hist.min, max=hist.max, lower=min(hist.min, 0.0), upper=max(hist.max, 0.0))

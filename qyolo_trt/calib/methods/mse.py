@@ -1,0 +1,22 @@
+"""MSE: the symmetric clip (a bin edge up to the largest magnitude) minimising the two-sided histogram's
+squared fake-quantisation error."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..histogram import Histogram
+from ..scales import QMAX, TensorRange
+from .search import argmin_search, grid_error, nonzero_bins
+
+
+def mse(hist: Histogram, options: object) -> TensorRange:
+    x, n = nonzero_bins(hist)
+    w = hist.width
+
+    def score(ks: np.ndarray) -> np.ndarray:
+        return grid_error(x, n, np.zeros(ks.size), ks * w / QMAX, -QMAX, QMAX)
+
+    k_abs = max(1, min(hist.bins, int(np.ceil(hist.absmax / w))))
+    clip = argmin_search(score, np.arange(1, k_abs + 1)) * w
+    return TensorRange(scale=clip / QMAX, clip=clip, min=hist.min, max=hist.max)
