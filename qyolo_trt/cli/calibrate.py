@@ -1,0 +1,90 @@
+"""`qyolo-trt calibrate`: one streamed ONNX Runtime pass -> per-tensor INT8 scales (JSON, TensorRT cache)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .common import emit, json_option, log
+
+METHOD_CHOICES = ["uh", "minmax", "percentile", "entropy", "mse", "all"]
+
+
+def _per_method(path: Path, method: str, several: bool) -> Path:
+    """``scales.json`` -> ``scales.<method>.json`` when several methods are written."""
+    return path.with_name(f"{path.stem}.{method}{path.suffix}") if several else path
+
+
+@click.command("calibrate")
+@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images", "images", type=click.Path(path_type=Path), help="Image folder, YOLO dataset, .txt list, COCO json or image [default: embedded calib_data/].")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="uh", show_default=True, help="'all': every method from the same pass, one file each: SCALES.<method>.json (and OUT.<method>.cache).")
+@click.option("--percentile", type=float, default=99.99, show_default=True, help="Percentile for --method percentile.")
+@click.option("--num-images", type=int, default=None, help="Use at most N readable images [default: all].")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size (models with a static batch run one image at a time).")
+@click.option("--bins", type=int, default=2048, show_default=True, help="Histogram bins per side.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Scales file (JSON) to write.")
+@click.option("--calib-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the symmetric scales as a TensorRT calibration cache.")
+@click.option("--from-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Run no images: convert this TensorRT calibration cache (trtexec, Polygraphy, ModelOpt) into a scales file for MODEL.")
+@json_option
+def calibrate_cmd(
+    model: Path | None,
+    images: Path | None,
+    method: str,
+    percentile: float,
+    num_images: int | None,
+    batch: int,
+    bins: int,
+    output: Path,
+    calib_cache: Path | None,
+    from_cache: Path | None,
+    as_json: bool,
+) -> None:
+    """Calibrate MODEL (default: the embedded yolov5n.onnx) on images: per-tensor INT8 scales.
+
+    One ONNX Runtime pass streams every quantizable activation into a histogram; UH, minmax, percentile,
+    entropy and mse are computed from the same statistics.
+    """
+    from ..calib import METHODS, ScalesFile, calibrate, read_trt_cache, write_trt_cache
+    from ..defaults import default_calib, default_model
+    from ..model import load_onnx, model_hash
+
+    model_path = model or default_model()
+    started = time.perf_counter()
+    if from_cache is not None:
+        header, scales = read_trt_cache(from_cache)
+        converted = ScalesFile.from_symmetric(scales, model_hash(load_onnx(model_path)))
+        converted.params = {"source": from_cache.name, "header": header}
+        results = {converted.method: converted}
+    else:
+        methods = list(METHODS) if method == "all" else [method]
+        results = calibrate(model_path, images or default_calib(), methods, num_images, batch, bins, percentile)
+    several = len(results) > 1
+    written: list[str] = []
+    for name, scales in results.items():
+        path = _per_method(output, name, several)
+        scales.save(path)
+        written.append(str(path))
+        if calib_cache is not None:
+            cache_path = _per_method(calib_cache, name, several)
+            write_trt_cache(cache_path, {t: r.scale for t, r in scales.tensors.items()})
+            written.append(str(cache_path))
+    first = next(iter(results.values()))
+    result = {
+        "method": method if from_cache is None else first.method,
+        "methods": list(results),
+        "tensors": len(first.tensors),
+        "images": first.num_images,
+        "skipped": int(first.params.get("skipped_images", 0)),
+        "warnings": sum(1 for r in first.tensors.values() if r.warning),
+        "seconds": round(time.perf_counter() - started, 3),
+        "outputs": written,
+    }
+    if result["skipped"]:
+        log(f"skipped {result['skipped']} unreadable image(s)")
+    emit(result, as_json, lambda r: (
+        f"calibrated {r['tensors']} tensors on {r['images']} image(s) ({', '.join(r['methods'])}) in {r['seconds']:.1f} s\n"
+        + "\n".join(f"wrote {p}" for p in r["outputs"])
+    ))
