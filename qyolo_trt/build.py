@@ -1,0 +1,239 @@
+"""`qyolo-trt build`: export -> calibrate -> quantize -> engine(s), each stage reused when it can be.
+
+- MODEL: ``.onnx`` (FP32), ``.qdq.onnx`` (any ONNX with Q/DQ: calibration and quantization are skipped) or
+  ``.pt`` (exported first). No MODEL: the embedded yolov5n with the embedded calibration images.
+- Artifacts beside the engine: ``NAME.<method>.scales.json`` and ``NAME.qdq.onnx``. An existing scales file there
+  is reused when its model hash, method, image source and image count match (delete it to recalibrate).
+- TensorRT-RTX, INT8: one engine for every target with INT8 kernels, and a separate one for Turing (sm75),
+  which TensorRT-RTX builds in FP16 (it has no INT8 kernels there; mixing sm75 into the portable engine would
+  turn every INT8 conv into float fake-quantisation). Several engines are named ``NAME.<targets>.engine``.
+- Everything is built in memory / a temp dir first and written only when every engine built: a failed build
+  leaves nothing in the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .backends.tensorrt.adapter import resolve_backend
+from .backends.tensorrt.builder import BuildResult, build_engine, has_qdq
+from .backends.tensorrt.gpus import RTX_NO_INT8, parse_targets, rtx_groups
+from .backends.tensorrt.runtime import require_gpu
+from .backends.tensorrt.sidecar import make_sidecar, sidecar_path
+from .calib.scales import ScalesFile
+from .defaults import DEFAULT_ENGINES, default_calib, default_model
+from .errors import QyoloError
+from .fileio import atomic_path, sha256_bytes
+from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
+
+DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
+
+
+@dataclass
+class BuildRequest:
+    """Everything `qyolo-trt build` accepts (None = the default)."""
+
+    model: Path | None = None
+    calib: str | None = None
+    num_images: int | None = None
+    method: str = "uh"
+    mode: str = "symmetric"
+    precision: str = "int8"
+    backend: str = "auto"
+    gpus: tuple[str, ...] = ()
+    batch: tuple[int, int, int] = (1, 1, 1)
+    timing_cache: Path | None = None
+    nms: dict[str, float] | None = None  # {"score_threshold", "iou_threshold", "max_det"}
+    triton_repo: Path | None = None
+    model_name: str | None = None
+    output: Path | None = None
+
+
+@dataclass
+class _Plan:
+    """One engine to build: its targets, precision, the ONNX to feed, and where it goes."""
+
+    targets: tuple[str, ...]
+    precision: str
+    onnx_model: onnx.ModelProto
+    engine_path: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".qdq.onnx", ".onnx", ".pt"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _load_model(req: BuildRequest) -> tuple[Path, onnx.ModelProto]:
+    src = Path(req.model) if req.model else default_model()
+    if src.suffix == ".pt":
+        from .export import export_model  # lazy: torch + ultralytics (the `export` extra)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / f"{src.stem}.onnx"
+            export_model(src, out)
+            return src, load_onnx(out)
+    return src, load_onnx(src)
+
+
+def _targets(req: BuildRequest, backend: str) -> tuple[str, ...]:
+    if req.gpus:
+        return parse_targets(req.gpus)
+    return DEFAULT_RTX_TARGETS if backend == "tensorrt-rtx" else (require_gpu().cc,)
+
+
+def _scales(req: BuildRequest, fp32: onnx.ModelProto, path: Path) -> tuple[ScalesFile, bool]:
+    """Calibrate, or reuse the scales file at ``path`` when it was made the same way for the same model."""
+    from .calib import calibrate
+
+    images = req.calib or str(default_calib())
+    key = {"build_images": str(images), "build_num_images": req.num_images}
+    if path.is_file():
+        old = ScalesFile.load(path)
+        if old.model_hash == model_hash(fp32) and old.method == req.method and all(old.params.get(k) == v for k, v in key.items()):
+            return old, True
+    scales = calibrate(fp32, images, methods=(req.method,), num_images=req.num_images)[req.method]
+    scales.params.update(key)
+    return scales, False
+
+
+def _plans(req: BuildRequest, backend: str, out: Path, fp32: onnx.ModelProto | None, qdq: onnx.ModelProto | None) -> list[_Plan]:
+    targets = _targets(req, backend)
+    groups = rtx_groups(targets, req.precision) if backend == "tensorrt-rtx" else [targets]
+    plans = []
+    for group in groups:
+        path = out if len(groups) == 1 else out.with_name(f"{_stem(out)}.{'-'.join(group)}.engine")
+        if req.precision != "int8":
+            plans.append(_Plan(group, req.precision, fp32, path))
+        elif backend == "tensorrt-rtx" and set(group) <= RTX_NO_INT8:
+            if fp32 is None:
+                raise QyoloError(
+                    f"TensorRT-RTX has no INT8 kernels for {', '.join(group)} (Turing); pass the FP32 model to get an FP16 engine "
+                    "for it, or build INT8 with --backend tensorrt on that GPU"
+                )
+            note = f"TensorRT-RTX has no INT8 kernels for {', '.join(group)} (Turing): built FP16 instead; use --backend tensorrt there for INT8"
+            plans.append(_Plan(group, "fp16", fp32, path, [note]))
+        else:
+            plans.append(_Plan(group, "int8", qdq, path))
+    return plans
+
+
+def _with_nms(model: onnx.ModelProto, info: DetectorInfo, nms: dict[str, float] | None) -> onnx.ModelProto:
+    if not nms:
+        return model
+    from .deploy.nms import add_efficient_nms
+
+    return add_efficient_nms(model, info, **nms)
+
+
+def _build_all(req: BuildRequest, backend: str, plans: list[_Plan], info: DetectorInfo, tmp: Path) -> list[BuildResult]:
+    results = []
+    for i, plan in enumerate(plans):
+        onnx_path = tmp / f"build{i}.onnx"
+        onnx.save(_with_nms(plan.onnx_model, info, req.nms), onnx_path)
+        results.append(
+            build_engine(onnx_path, backend=backend, precision=plan.precision, targets=plan.targets, batch=req.batch, timing_cache=req.timing_cache)
+        )
+    return results
+
+
+def _check_triton(req: BuildRequest, sidecars: list[dict[str, Any]], plans: list[_Plan]) -> None:
+    if req.triton_repo is None:
+        return
+    from .deploy.triton import triton_config
+
+    for sidecar, plan in zip(sidecars, plans):  # refuse before anything is written
+        triton_config(sidecar, req.model_name or plan.engine_path.stem, source=str(plan.engine_path))
+
+
+def run_build(req: BuildRequest) -> dict[str, Any]:
+    """Run the pipeline; returns a summary (engines with their reports, artifacts, reused stages)."""
+    src, model = _load_model(req)
+    info = inspect_detector(model, source=str(src))
+    backend = resolve_backend(req.backend)
+    out = Path(req.output) if req.output else DEFAULT_ENGINES / f"{_stem(src)}.engine"
+    quantized = has_qdq(model)
+    if quantized and req.precision != "int8":
+        raise QyoloError(f"{src} is already quantized (Q/DQ): build it with --precision int8, or give the FP32 model")
+    fp32, qdq, scales, reused = (None if quantized else model), (model if quantized else None), None, False
+    artifacts: dict[str, tuple[Path, bytes]] = {}
+    if req.precision == "int8" and not quantized:
+        from .qdq import quantize
+
+        scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
+        scales, reused = _scales(req, fp32, scales_path)
+        qdq = quantize(fp32, scales, mode=req.mode).model
+        scales_text = json.dumps(scales.to_dict(), indent=2, sort_keys=True) + "\n"
+        artifacts["scales"] = (scales_path, scales_text.encode())
+        artifacts["qdq_onnx"] = (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())
+    plans = _plans(req, backend, out, fp32, qdq)
+    with tempfile.TemporaryDirectory(prefix="qyolo-build-") as tmp:
+        results = _build_all(req, backend, plans, info, Path(tmp))
+    common = {
+        "layout": "nms" if req.nms else info.layout,
+        "model_hash": model_hash(model),
+        "scales_hash": sha256_bytes(artifacts["scales"][1]) if scales else None,
+    }
+    sidecars = [
+        make_sidecar(
+            r,
+            **common,
+            options={"model": str(src), "method": req.method if scales else None, "mode": req.mode if scales else None,
+                     "precision_requested": req.precision, "nms": req.nms, "warnings": p.warnings},
+        )
+        for r, p in zip(results, plans)
+    ]
+    _check_triton(req, sidecars, plans)
+    _write_all(artifacts, results, sidecars, plans)
+    triton = [str(_triton(req, p, s)) for p, s in zip(plans, sidecars)] if req.triton_repo else []
+    return {
+        "model": str(src),
+        "backend": backend,
+        "engines": [_engine_summary(p, s) for p, s in zip(plans, sidecars)],
+        "artifacts": {k: str(p) for k, (p, _) in artifacts.items()},
+        "scales_reused": reused,
+        "triton": triton,
+    }
+
+
+def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResult], sidecars: list[dict[str, Any]], plans: list[_Plan]) -> None:
+    """Write every artifact to a temp file first; rename them all only when all are written."""
+    files = [*artifacts.values()]
+    for r, s, p in zip(results, sidecars, plans):
+        files += [(p.engine_path, r.engine), (sidecar_path(p.engine_path), (json.dumps(s, indent=2, sort_keys=True) + "\n").encode())]
+    with contextlib.ExitStack() as stack:
+        for path, data in files:
+            stack.enter_context(atomic_path(path)).write_bytes(data)
+
+
+def _triton(req: BuildRequest, plan: _Plan, sidecar: dict[str, Any]) -> Path:
+    from .deploy.triton import write_triton_repo
+
+    return write_triton_repo(plan.engine_path, sidecar, req.triton_repo, req.model_name)
+
+
+def _engine_summary(plan: _Plan, sidecar: dict[str, Any]) -> dict[str, Any]:
+    rep = sidecar["report"]
+    return {
+        "engine": str(plan.engine_path),
+        "sidecar": str(sidecar_path(plan.engine_path)),
+        "targets": list(plan.targets),
+        "precision": plan.precision,
+        "conv_int8": rep["conv_int8"],
+        "conv_total": rep["conv_total"],
+        "float_convs": rep["float_convs"],
+        "layers": rep["num_layers"],
+        "layers_by_type": rep["layers_by_type"],
+        "warnings": plan.warnings,
+    }

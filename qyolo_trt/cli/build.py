@@ -1,0 +1,65 @@
+"""`qyolo-trt build`: FP32 / QDQ ONNX or .pt -> INT8 (or FP16/FP32) TensorRT engine(s) with a sidecar report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import emit, json_option, log
+
+
+def _text(result: dict[str, Any]) -> str:
+    lines = []
+    for e in result["engines"]:
+        lines.append(f"{e['engine']}: {result['backend']} {e['precision']} for {', '.join(e['targets'])}")
+        lines.append(f"  convs with INT8 input: {e['conv_int8']}/{e['conv_total']}; layers: {e['layers']} "
+                     + "(" + ", ".join(f"{k} {v}" for k, v in e["layers_by_type"].items()) + ")")
+        if e["precision"] == "int8":
+            lines.append(f"  float convs: {', '.join(e['float_convs']) or 'none'}")
+        lines += [f"  warning: {w}" for w in e["warnings"]]
+    for kind, path in result["artifacts"].items():
+        lines.append(f"{kind}: {path}" + (" (reused)" if kind == "scales" and result["scales_reused"] else ""))
+    lines += [f"triton: {t}" for t in result["triton"]]
+    return "\n".join(lines)
+
+
+@click.command("build")
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--calib", help="Calibration images (folder, list, YOLO set, COCO json). Default: the embedded calib_data/.")
+@click.option("--num-images", type=click.IntRange(min=1), help="Use at most N calibration images.")
+@click.option("--method", default="uh", show_default=True, help="Calibration method (uh, minmax, percentile, entropy, mse).")
+@click.option("--mode", type=click.Choice(["symmetric", "shifted"]), default="symmetric", show_default=True, help="Q/DQ form.")
+@click.option("--precision", type=click.Choice(["int8", "fp16", "fp32"]), default="int8", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True,
+              help="auto: TensorRT when it and a GPU are present, else TensorRT-RTX (ahead of time, no GPU).")
+@click.option("--gpu", "gpus", multiple=True, help="Target GPU(s): rtx4090, t4, a100, sm89, ... (repeat or comma list). "
+              "Default: RTX 4090 + T4 with TensorRT-RTX, the local GPU with TensorRT.")
+@click.option("--batch", type=click.IntRange(min=1), help="Static batch size (min = opt = max).")
+@click.option("--min-batch", type=click.IntRange(min=1), help="Dynamic batch profile: min.")
+@click.option("--opt-batch", type=click.IntRange(min=1), help="Dynamic batch profile: opt.")
+@click.option("--max-batch", type=click.IntRange(min=1), help="Dynamic batch profile: max.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (read if present, then updated).")
+@click.option("--nms", is_flag=True, help="Append EfficientNMS_TRT: outputs num_dets, det_boxes, det_scores, det_classes.")
+@click.option("--nms-score", type=float, default=0.25, show_default=True)
+@click.option("--nms-iou", type=float, default=0.45, show_default=True)
+@click.option("--nms-max-det", type=int, default=100, show_default=True)
+@click.option("--triton-repo", type=click.Path(path_type=Path), help="Also write a Triton model repository here.")
+@click.option("--model-name", help="Triton model name (default: the engine's stem).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine path (default: engines/NAME.engine).")
+@json_option
+def build_cmd(model: Path | None, gpus: tuple[str, ...], batch: int | None, min_batch: int | None, opt_batch: int | None,
+              max_batch: int | None, nms: bool, nms_score: float, nms_iou: float, nms_max_det: int, as_json: bool, **opts: Any) -> None:
+    """Build TensorRT engine(s) from MODEL (.onnx, .qdq.onnx or .pt; default: the embedded yolov5n)."""
+    from ..build import BuildRequest, run_build
+
+    if batch and any((min_batch, opt_batch, max_batch)):
+        raise click.UsageError("give either --batch or --min-batch/--opt-batch/--max-batch")
+    lo = min_batch or batch or 1
+    hi = max_batch or batch or max(lo, opt_batch or lo)
+    profile = (lo, opt_batch or batch or hi, hi)
+    nms_opts = {"score_threshold": nms_score, "iou_threshold": nms_iou, "max_det": nms_max_det} if nms else None
+    log(f"building {model or 'the embedded yolov5n'} ({opts['precision']}, backend {opts['backend']})")
+    result = run_build(BuildRequest(model=model, gpus=gpus, batch=profile, nms=nms_opts, **opts))
+    emit(result, as_json, _text)
