@@ -81,7 +81,9 @@ def quantize(
     plan, params, missing = _resolve(plan, scales.tensors, allow_missing, float_nodes)
     shifted = _apply(graph, plan, params, mode)
     graph.cleanup().toposort()
-    graph.opset = max(graph.opset, MIN_OPSET)
+    if graph.opset < MIN_OPSET:
+        graph.opset = MIN_OPSET
+        graph.import_domains = [d for d in graph.import_domains or [] if d.domain not in ("", "ai.onnx")] + [onnx.helper.make_opsetid("", MIN_OPSET)]
     report = {
         "mode": mode,
         "method": scales.method,

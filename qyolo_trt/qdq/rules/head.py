@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
 
-ACTIVATIONS = frozenset(
-    {"Sigmoid", "Relu", "LeakyRelu", "PRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Tanh", "Mish", "Softplus", "Gelu", "Clip"}
+ACTIVATIONS = frozenset(  # a bare Sigmoid is decode (objectness/class scores); Sigmoid -> Mul(x, .) is SiLU
+    {"Relu", "LeakyRelu", "PRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Tanh", "Mish", "Softplus", "Gelu", "Clip"}
 )
 CONVS = frozenset({"Conv", "ConvTranspose"})
 
@@ -32,9 +32,16 @@ def _consumers(node: gs.Node) -> list[gs.Node]:
     return [c for t in node.outputs for c in t.outputs]
 
 
+def _is_activated(conv: gs.Node) -> bool:
+    """The conv's output goes through an activation (SiLU counts, a bare Sigmoid does not)."""
+    out = conv.outputs[0]
+    silu = any(c.op == "Sigmoid" and any(m.op == "Mul" and out in m.inputs for m in c.outputs[0].outputs) for c in out.outputs)
+    return silu or any(c.op in ACTIVATIONS for c in out.outputs)
+
+
 def find_head(graph: gs.Graph) -> Head:
     """Find the head of a toposorted graph."""
-    activated = {id(n) for n in graph.nodes if n.op in CONVS and any(c.op in ACTIVATIONS for c in _consumers(n))}
+    activated = {id(n) for n in graph.nodes if n.op in CONVS and _is_activated(n)}
     reaches: set[int] = set()  # nodes from which an activated conv can be reached
     for node in reversed(graph.nodes):
         if any(id(c) in activated or id(c) in reaches for c in _consumers(node)):

@@ -1,0 +1,48 @@
+"""`qyolo-trt inspect`: what a QDQ ONNX model or an engine contains, with the TensorRT lint."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import QyoloError
+from ..model import load_onnx
+from ..qdq.describe import describe_qdq
+from .common import emit, format_table, json_option
+
+
+@click.command("inspect")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Exit with code 1 when the lint finds errors (default: report only, exit 0).")
+@json_option
+def inspect_cmd(artifact: Path, strict: bool, as_json: bool) -> None:
+    """Describe ARTIFACT: for .onnx, op counts, quantized ops, Q/DQ counts, float-kept nodes and why, and a lint of
+    TensorRT's explicit-quantization rules; for .engine, its sidecar report."""
+    if artifact.suffix == ".engine":
+        sidecar = importlib.import_module("qyolo_trt.backends.tensorrt.sidecar")
+        emit(sidecar.describe_engine(artifact), as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+        return
+    if artifact.suffix != ".onnx":
+        raise QyoloError(f"{artifact}: expected an .onnx model or an .engine file")
+    result = {"artifact": str(artifact), **describe_qdq(load_onnx(artifact))}
+    emit(result, as_json, _text)
+    if strict and result["lint_errors"]:
+        sys.exit(1)  # click's non-standalone mode would swallow click.exceptions.Exit
+
+
+def _text(result: dict[str, Any]) -> str:
+    ops = [{"op": op, "count": n, "quantized": result["quantized_ops"].get(op, "")} for op, n in result["ops"].items()]
+    lines = [result["artifact"], format_table(ops, ["op", "count", "quantized"])]
+    lines.append(f"QuantizeLinear {result['qdq']['QuantizeLinear']}, DequantizeLinear {result['qdq']['DequantizeLinear']}")
+    report = result["report"]
+    if report:
+        lines.append(f"rewrite: mode {report['mode']}, scales method {report['method']}")
+        lines += [f"  float: {e['node']} ({e['op']}): {e['reason']}" for e in report["float_nodes"]]
+    issues = result["lint"]
+    lines.append("lint: clean" if not issues else f"lint: {result['lint_errors']} error(s), {len(issues) - result['lint_errors']} warning(s)")
+    lines += [f"  {i['severity']} {i['code']} {i['node']}: {i['message']}" for i in issues]
+    return "\n".join(lines)

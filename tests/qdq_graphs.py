@@ -1,0 +1,96 @@
+"""Small hand-built YOLO-like graphs and observed scales for the QDQ tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from qyolo_trt.calib.scales import ScalesFile, TensorRange
+from qyolo_trt.model import model_hash
+
+RNG = np.random.default_rng(0)
+
+
+class GraphBuilder:
+    """Append nodes to an ONNX graph: conv (+SiLU), add, concat, maxpool, resize, head."""
+
+    def __init__(self, channels: int = 3, size: int = 16):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.input = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, channels, size, size])
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def conv(self, name: str, x: str, cin: int, cout: int, k: int = 1, silu: bool = True, bias: bool = True) -> str:
+        w = self.const(f"{name}.weight", RNG.normal(0, 0.5, (cout, cin, k, k)).astype(np.float32))
+        inputs = [x, w] + ([self.const(f"{name}.bias", RNG.normal(0, 0.1, cout).astype(np.float32))] if bias else [])
+        self.nodes.append(helper.make_node("Conv", inputs, [f"{name}_out"], name=f"{name}/Conv", kernel_shape=[k, k], pads=[k // 2] * 4))
+        if not silu:
+            return f"{name}_out"
+        self.nodes.append(helper.make_node("Sigmoid", [f"{name}_out"], [f"{name}_sig"], name=f"{name}/Sigmoid"))
+        self.nodes.append(helper.make_node("Mul", [f"{name}_out", f"{name}_sig"], [f"{name}_act"], name=f"{name}/Mul"))
+        return f"{name}_act"
+
+    def op(self, op: str, name: str, inputs: list[str], **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [f"{name}_out"], name=name, **attrs))
+        return f"{name}_out"
+
+    def model(self, output: str, opset: int = 17) -> onnx.ModelProto:
+        out = helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, None, None, None])
+        graph = helper.make_graph(self.nodes, "tiny", [self.input], [out], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        onnx.checker.check_model(model)
+        return model
+
+
+def tiny_detector(opset: int = 17) -> onnx.ModelProto:
+    """stem 3x3 -> 1x1 -> residual Add -> SPPF-like MaxPool chain + Concat -> 1x1 -> 1x1 -> Resize -> 3x3 -> head 1x1 -> decode.
+
+    Only ``cv2_act`` feeds nothing but 1x1 convs (the one tensor shifted-symmetric mode shifts)."""
+    b = GraphBuilder()
+    a = b.conv("stem", "images", 3, 8, k=3)
+    c1 = b.conv("cv1", a, 8, 8, k=1)
+    r = b.op("Add", "res", [a, c1])
+    p1 = b.op("MaxPool", "pool1", [r], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    p2 = b.op("MaxPool", "pool2", [p1], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    cat = b.op("Concat", "cat", [r, p1, p2], axis=1)
+    c2 = b.conv("cv2", cat, 24, 8, k=1)
+    c3 = b.conv("cv3", c2, 8, 8, k=1)
+    up = b.op("Resize", "up", [c3, b.const("up.roi", np.zeros(0, np.float32)), b.const("up.scales", np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    c4 = b.conv("cv4", up, 8, 8, k=3)
+    h = b.conv("head", c4, 8, 6, k=1, silu=False)
+    sig = b.op("Sigmoid", "decode_sig", [h])
+    dec = b.op("Mul", "decode_mul", [sig, b.const("decode.k", np.array(2.0, np.float32))])
+    return b.model(dec, opset)
+
+
+def tensor_values(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every float node output (and the inputs) of one ORT run."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outs = {o.name for o in probe.graph.output}
+    names = [o for n in probe.graph.node if n.op_type not in ("Shape", "Constant") for o in n.output if o and o not in outs]
+    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    return {**feeds, **{k: v for k, v in values.items() if v.dtype == np.float32}}
+
+
+def observed_scales(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> ScalesFile:
+    """Max-calibrated ranges of every float tensor from one run (with UH-style lower/upper/shift fields)."""
+    tensors = {}
+    for name, v in tensor_values(model, feeds).items():
+        lo, hi = float(min(v.min(), 0.0)), float(max(v.max(), 0.0))
+        amax = max(abs(lo), hi)
+        tensors[name] = TensorRange(
+            scale=amax / 127, clip=amax, min=float(v.min()), max=float(v.max()),
+            lower=lo, upper=hi, shift=(lo + hi) / 2, shift_scale=(hi - lo) / 254,
+        )
+    return ScalesFile(model_hash(model), "max", 1, tensors)
