@@ -19,6 +19,18 @@ class LetterboxInfo:
     orig_shape: tuple[int, int]  # (h, w)
     new_shape: tuple[int, int]  # (h, w) of the letterboxed image
 
+    @property
+    def gain(self) -> tuple[float, float]:
+        """Exact (x, y) scale of the resized image: ``ratio`` up to the rounding of each side to whole pixels."""
+        h, w = self.orig_shape
+        new_w, new_h = _resized_wh(self.orig_shape, self.ratio)
+        return new_w / w, new_h / h
+
+
+def _resized_wh(shape: tuple[int, int], r: float) -> tuple[int, int]:
+    """(w, h) of an (h, w) image scaled by ``r``; each side rounded, at least 1 pixel (as Ultralytics)."""
+    return max(round(shape[1] * r), 1), max(round(shape[0] * r), 1)
+
 
 def letterbox(
     img: np.ndarray,
@@ -33,7 +45,7 @@ def letterbox(
     r = min(new_shape[0] / shape[0], new_shape[1] / shape[1])
     if not scaleup:
         r = min(r, 1.0)
-    new_unpad = (int(round(shape[1] * r)), int(round(shape[0] * r)))  # (w, h)
+    new_unpad = _resized_wh(shape, r)
     dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
     if auto:
         dw, dh = np.mod(dw, stride), np.mod(dh, stride)
@@ -53,11 +65,10 @@ def to_tensor(img: np.ndarray) -> np.ndarray:
 
 
 def unletterbox_boxes(boxes: np.ndarray, info: LetterboxInfo, clip: bool = True) -> np.ndarray:
-    """Map xyxy boxes from network-input pixels back to original-image pixels."""
+    """Map xyxy boxes from network-input pixels back to original-image pixels (Ultralytics' ``scale_boxes``)."""
     out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
-    out[:, [0, 2]] -= info.pad[0]
-    out[:, [1, 3]] -= info.pad[1]
-    out /= info.ratio
+    out -= np.array(info.pad * 2, dtype=np.float32)
+    out /= np.array(info.gain * 2, dtype=np.float32)
     if clip:
         h, w = info.orig_shape
         out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)

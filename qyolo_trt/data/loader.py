@@ -15,27 +15,18 @@ from .letterbox import LetterboxInfo, letterbox, to_tensor
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray | None:
-    """Read any image as HWC BGR uint8 (grayscale, RGBA and 16-bit converted); None if unreadable."""
+    """Read any image as HWC BGR uint8 the way Ultralytics' ``imread`` does (``cv2.IMREAD_COLOR``); None if unreadable.
+
+    Grayscale is replicated to 3 channels, alpha is dropped, 16-bit keeps its high byte, EXIF orientation is applied.
+    """
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
     if buf.size == 0:
         return None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        return None
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if img.shape[2] == 1:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    return img
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return None if img is None or img.size == 0 else img
 
 
 @dataclass
