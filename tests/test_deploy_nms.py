@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 import pytest
+from nms_reference import efficient_nms_reference, expose_plugin_inputs
 
 from qyolo_trt.backends.ort.session import make_session
 from qyolo_trt.data import ImageLoader
@@ -64,17 +64,6 @@ def test_plugin_node_and_outputs(detector) -> None:
     assert inspect_detector(out).layout == "nms"
 
 
-def _expose_plugin_inputs(model: onnx.ModelProto, raw: str) -> onnx.ModelProto:
-    """The NMS model minus its plugin node, outputting the raw head and the plugin's two inputs."""
-    graph = gs.import_onnx(model)
-    node = next(n for n in graph.nodes if n.op == PLUGIN_OP)
-    tensors = graph.tensors()
-    graph.outputs = [tensors[raw].to_variable(dtype=np.float32), *(t.to_variable(dtype=np.float32) for t in node.inputs)]
-    node.outputs.clear()
-    graph.cleanup().toposort()
-    return gs.export_onnx(graph)
-
-
 def _numpy_decode(raw: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
     rows = raw.transpose(0, 2, 1) if layout == "anchor_free" else raw
     if layout == "anchor_free":
@@ -82,35 +71,17 @@ def _numpy_decode(raw: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]
     return rows[..., :4], rows[..., 5:] * rows[..., 4:5]
 
 
-def _efficient_nms_reference(boxes: np.ndarray, scores: np.ndarray, score_thr: float, iou_thr: float, max_det: int) -> tuple[np.ndarray, np.ndarray]:
-    """What EfficientNMS_TRT computes for one image (box_coding=1, per-class, no activation): (corner boxes, classes)."""
-    xy, wh = boxes[:, :2], boxes[:, 2:]
-    corners = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
-    anchor, cls = np.nonzero(scores >= score_thr)
-    order = np.argsort(-scores[anchor, cls], kind="stable")
-    anchor, cls = anchor[order], cls[order]
-    b = corners[anchor]
-    area = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    inter = np.prod(np.clip(np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2]), 0, None), axis=2)
-    iou = inter / (area[:, None] + area[None, :] - inter)
-    keep = np.ones(len(b), bool)
-    for i in range(len(b)):
-        if keep[i]:
-            keep[i + 1:] &= ~((iou[i, i + 1:] >= iou_thr) & (cls[i + 1:] == cls[i]))
-    return b[keep][:max_det], cls[keep][:max_det]
-
-
 def test_in_graph_decode_matches_numpy(detector, bus_jpg) -> None:
     name, model, info = detector
     out = add_efficient_nms(model, info)
-    probe = _expose_plugin_inputs(out, info.output_names[0])
+    probe = expose_plugin_inputs(out, info.output_names[0])
     image = next(iter(ImageLoader([bus_jpg], imgsz=info.imgsz))).images
     raw, boxes, scores = make_session(probe.SerializeToString()).run(None, {info.input_name: image})
     want_boxes, want_scores = _numpy_decode(raw, info.layout)
     np.testing.assert_array_equal(boxes, want_boxes)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-6, atol=0)
     if name == "yolov5n":  # real weights: the plugin's view of bus.jpg holds its persons and its bus
-        det_boxes, det_classes = _efficient_nms_reference(boxes[0], scores[0], 0.25, 0.45, 100)
+        det_boxes, _, det_classes = efficient_nms_reference(boxes[0], scores[0], 0.25, 0.45, 100)
         assert sorted(set(det_classes.tolist())) == [0, 5]  # COCO person, bus
         assert (det_classes == 0).sum() == 3 and (det_classes == 5).sum() == 1  # data README: 3 persons, a bus
         bus = det_boxes[det_classes == 5][0]
@@ -145,7 +116,7 @@ def test_dynamic_batch_keeps_symbolic_batch_and_decodes_each_image() -> None:
     assert info.dynamic_batch and info.layout == "anchor_based"
     out = add_efficient_nms(model, info, max_det=10)
     assert [s for _, _, s in _io(out.graph.output)] == [["batch", 1], ["batch", 10, 4], ["batch", 10], ["batch", 10]]
-    probe = _expose_plugin_inputs(out, "output0")
+    probe = expose_plugin_inputs(out, "output0")
     images = np.random.default_rng(0).random((3, 3, 64, 64), dtype=np.float32)
     raw, boxes, scores = make_session(probe.SerializeToString()).run(None, {"images": images})
     assert boxes.shape == (3, raw.shape[1], 4) and scores.shape == (3, raw.shape[1], 2)

@@ -1,0 +1,78 @@
+"""`emulate_efficient_nms`: the --nms graph on ONNX Runtime, against the plugin's semantics and through `qyolo-trt eval`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import pytest
+from conftest import run_cli
+from nms_reference import efficient_nms_reference, expose_plugin_inputs
+
+from qyolo_trt.backends.ort.session import make_session
+from qyolo_trt.data import ImageLoader
+from qyolo_trt.deploy.nms import add_efficient_nms
+from qyolo_trt.deploy.nms_emulation import emulate_efficient_nms
+from qyolo_trt.errors import QyoloError
+from qyolo_trt.model import inspect_detector, load_detector
+
+
+@pytest.fixture(scope="module")
+def yolov5n(yolov5n_onnx):
+    return load_detector(yolov5n_onnx)
+
+
+def test_emulation_matches_the_plugin_semantics(yolov5n, bus_jpg) -> None:
+    model, info = yolov5n
+    nms = add_efficient_nms(model, info, score_threshold=0.2, iou_threshold=0.5, max_det=3)
+    image = next(iter(ImageLoader([bus_jpg], imgsz=info.imgsz))).images
+    _, boxes, scores = make_session(expose_plugin_inputs(nms, info.output_names[0]).SerializeToString()).run(None, {info.input_name: image})
+    want_boxes, want_scores, want_classes = efficient_nms_reference(boxes[0], scores[0], 0.2, 0.5, 3)
+    emulated = emulate_efficient_nms(nms)
+    assert inspect_detector(emulated).layout == "nms"
+    num, det_boxes, det_scores, det_classes = make_session(emulated.SerializeToString()).run(None, {info.input_name: image})
+    assert num.dtype == np.int32 and det_classes.dtype == np.int32 and det_boxes.shape == (1, 3, 4) and det_scores.shape == (1, 3)
+    k = int(num[0, 0])
+    assert k == len(want_classes) == 3  # bus.jpg has 4 objects above 0.2: capped at max_det
+    np.testing.assert_allclose(det_boxes[0, :k], want_boxes, atol=1e-3)
+    np.testing.assert_allclose(det_scores[0, :k], want_scores, rtol=1e-6)
+    np.testing.assert_array_equal(det_classes[0, :k], want_classes)
+
+
+def test_padding_after_the_last_detection(yolov5n, bus_jpg) -> None:
+    model, info = yolov5n
+    emulated = emulate_efficient_nms(add_efficient_nms(model, info, score_threshold=0.25, max_det=50))
+    image = next(iter(ImageLoader([bus_jpg], imgsz=info.imgsz))).images
+    num, det_boxes, det_scores, det_classes = make_session(emulated.SerializeToString()).run(None, {info.input_name: image})
+    k = int(num[0, 0])
+    assert 0 < k < 50 and (det_scores[0, :k] >= 0.25).all()
+    assert not det_boxes[0, k:].any() and not det_scores[0, k:].any() and not det_classes[0, k:].any()
+
+
+def test_eval_scores_the_nms_graph_like_the_raw_head(yolov5n, coco_dir, tmp_path) -> None:
+    """`qyolo-trt eval` on the end-to-end graph (yolov5 val settings) gives the raw head's mAP on the same images."""
+    if importlib.util.find_spec("qyolo_trt.cli.eval") is None:
+        pytest.skip("the eval command has not landed yet")
+    model, info = yolov5n
+    onnx.save(emulate_efficient_nms(add_efficient_nms(model, info, score_threshold=0.001, iou_threshold=0.6, max_det=300)), tmp_path / "nms.onnx")
+    onnx.save(model, tmp_path / "raw.onnx")
+    common = ["--data", coco_dir / "instances.json", "--iou", "0.6", "--max-det", "300", "--num-images", "16", "--json"]
+    results = []
+    for artifact in (tmp_path / "nms.onnx", tmp_path / "raw.onnx"):
+        proc = run_cli("eval", artifact, *common)
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout))
+    nms, raw = results
+    assert nms["images"] == raw["images"] == 16
+    assert raw["map50_95"] > 0.3  # the real model on real images
+    assert nms["map50_95"] == pytest.approx(raw["map50_95"], abs=0.005) and nms["map50"] == pytest.approx(raw["map50"], abs=0.005)
+
+
+def test_emulation_refusals(yolov5n) -> None:
+    model, info = yolov5n
+    with pytest.raises(QyoloError, match="expected one EfficientNMS_TRT node, found 0"):
+        emulate_efficient_nms(model)
+    with pytest.raises(QyoloError, match="per-class NMS"):
+        emulate_efficient_nms(add_efficient_nms(model, info, class_agnostic=True))
