@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import run_cli
-from nms_reference import efficient_nms_reference, expose_plugin_inputs
+from deploy_helpers import efficient_nms_reference, expose_plugin_inputs
 
 from qyolo_trt.backends.ort.session import make_session
 from qyolo_trt.data import ImageLoader

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from nms_reference import efficient_nms_reference, expose_plugin_inputs
+from deploy_helpers import dynamic_detector, efficient_nms_reference, expose_plugin_inputs
 
 from qyolo_trt.backends.ort.session import make_session
 from qyolo_trt.data import ImageLoader
@@ -88,30 +88,8 @@ def test_in_graph_decode_matches_numpy(detector, bus_jpg) -> None:
         assert bus[2] - bus[0] > info.imgsz[1] * 0.7  # the bus spans most of the letterboxed width
 
 
-def _dynamic_detector(classes: int = 2, size: int = 64) -> onnx.ModelProto:
-    """A tiny anchor-based detector with a symbolic batch: output [batch, 3*A, 5+C] computed from the image."""
-    h = onnx.helper
-    anchors = 3 * sum((size // s) ** 2 for s in (8, 16, 32))
-    nodes = [
-        h.make_node("ReduceMean", ["images"], ["gray"], axes=[1], keepdims=0),
-        h.make_node("Reshape", ["gray", "flat_shape"], ["flat"]),
-        h.make_node("Slice", ["flat", "zero", "count", "one"], ["head"]),
-        h.make_node("Reshape", ["head", "out_shape"], ["logits"]),
-        h.make_node("Sigmoid", ["logits"], ["output0"]),
-    ]
-    ints = lambda name, v: h.make_tensor(name, onnx.TensorProto.INT64, [len(v)], v)  # noqa: E731
-    graph = h.make_graph(
-        nodes, "dyn",
-        [h.make_tensor_value_info("images", FLOAT, ["batch", 3, size, size])],
-        [h.make_tensor_value_info("output0", FLOAT, ["batch", anchors, 5 + classes])],
-        initializer=[ints("flat_shape", [0, -1]), ints("zero", [0]), ints("count", [anchors * (5 + classes)]), ints("one", [1]),
-                     ints("out_shape", [0, anchors, 5 + classes])],
-    )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
-
-
 def test_dynamic_batch_keeps_symbolic_batch_and_decodes_each_image() -> None:
-    model = _dynamic_detector()
+    model = dynamic_detector()
     info = inspect_detector(model)
     assert info.dynamic_batch and info.layout == "anchor_based"
     out = add_efficient_nms(model, info, max_det=10)
@@ -134,14 +112,14 @@ def test_dynamic_batch_keeps_symbolic_batch_and_decodes_each_image() -> None:
     ],
 )
 def test_bad_options_are_user_errors(kwargs, words) -> None:
-    model = _dynamic_detector()
+    model = dynamic_detector()
     with pytest.raises(QyoloError) as exc:
         add_efficient_nms(model, inspect_detector(model), **kwargs)
     assert all(w in str(exc.value).lower() for w in words), exc.value
 
 
 def test_nms_twice_is_refused() -> None:
-    model = _dynamic_detector()
+    model = dynamic_detector()
     once = add_efficient_nms(model, inspect_detector(model))
     with pytest.raises(QyoloError, match="already ends in EfficientNMS"):
         add_efficient_nms(once, inspect_detector(once))

@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 import copy
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_helpers import parse_pbtxt
 
 from qyolo_trt.deploy.triton import triton_config, write_triton_repo
 from qyolo_trt.errors import QyoloError
 from qyolo_trt.fileio import sha256_bytes
-
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
-
-
-def parse_pbtxt(text: str) -> dict[str, list[Any]]:
-    """Protobuf text format -> {field: [values]} (repeated fields collected; messages become dicts)."""
-    tokens = _TOKEN.findall(re.sub(r"#[^\n]*", "", text)) + ["<eof>"]
-
-    def message(i: int, end: str) -> tuple[dict[str, list[Any]], int]:
-        fields: dict[str, list[Any]] = {}
-        while tokens[i] != end:
-            key, i = tokens[i], i + 1
-            i += tokens[i] == ":"
-            if tokens[i] == "[":
-                i += 1
-                while tokens[i] != "]":
-                    v, i = value(i)
-                    fields.setdefault(key, []).append(v)
-                    i += tokens[i] == ","
-                i += 1
-            else:
-                v, i = value(i)
-                fields.setdefault(key, []).append(v)
-        return fields, i + 1
-
-    def value(i: int) -> tuple[Any, int]:
-        t = tokens[i]
-        if t == "{":
-            return message(i + 1, "}")
-        if t.startswith('"'):
-            return json.loads(t), i + 1
-        return (int(t) if re.fullmatch(r"-?\d+", t) else t), i + 1
-
-    fields, _ = message(0, "<eof>")
-    return fields
-
 
 def _sidecar(**over: Any) -> dict[str, Any]:
     side = {
