@@ -1,0 +1,71 @@
+"""`qyolo-trt compare`: FP32 vs every calibration method (and peers) on the same images, one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..defaults import default_calib, default_model
+from ..errors import QyoloError
+from ..fileio import write_text_atomic
+from .common import emit, format_table, json_option, log
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.command("compare")
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--calib", type=click.Path(path_type=Path), default=None, help="Calibration images (default: the embedded calib_data/).")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Evaluation set: COCO instances json or YOLO set (images/ + labels/).")
+@click.option("--methods", default="uh,minmax,percentile,entropy,mse", show_default=True, help="Calibration methods, comma separated.")
+@click.option("--modes", default="symmetric,shifted,asymmetric", show_default=True, help="QDQ modes (shifted/asymmetric rows for UH only).")
+@click.option("--num-calib", type=click.IntRange(1), default=None, help="Use the first N calibration images.")
+@click.option("--num-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images.")
+@click.option("--allow-overlap", is_flag=True, help="Allow calibration images among the evaluation images.")
+@click.option("--peers/--no-peers", default=True, show_default=True, help="Add ONNX Runtime's quantize_static as a row.")
+@click.option("--bootstrap", "samples", type=click.IntRange(10), default=1000, show_default=True, help="Bootstrap resamplings for the drop's 95% CI.")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True, help="Confidence threshold.")
+@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="NMS IoU threshold.")
+@click.option("--max-det", type=click.IntRange(1), default=300, show_default=True, help="Detections kept per image.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Also write the result JSON here (atomically).")
+@json_option
+def compare_cmd(
+    model: Path | None, calib: Path | None, data: Path, methods: str, modes: str, num_calib: int | None, num_images: int | None,
+    allow_overlap: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, output: Path | None, as_json: bool,
+) -> None:
+    """Calibrate MODEL once with every method, quantize each in the requested modes, and evaluate FP32 and
+    every QDQ model on the same --data images: label mAP with the drop's paired-bootstrap 95% CI, FP32
+    agreement, head SQNR, calibration seconds. Calibration and evaluation images must be disjoint."""
+    from ..data import list_images
+    from ..eval.compare import COLUMNS, compare, table_rows
+    from ..eval.decode import PostProcess
+
+    method_list, mode_list = _csv(methods), _csv(modes)
+    if not method_list or not mode_list:
+        raise QyoloError("--methods and --modes need at least one name each")
+    result = compare(
+        model or default_model(),
+        list_images(calib or default_calib(), limit=num_calib),
+        list_images(data, limit=num_images),
+        data,
+        methods=method_list,
+        modes=mode_list,
+        peers=peers,
+        allow_overlap=allow_overlap,
+        post=PostProcess(conf=conf, iou=iou, max_det=max_det),
+        samples=samples,
+    )
+    if output is not None:
+        write_text_atomic(output, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        log(f"compare: wrote {output}")
+    emit(result, as_json, lambda r: _text(r, table_rows(r), COLUMNS))
+
+
+def _text(result: dict[str, Any], rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = f"{result['model']}: calibrated on {result['calib_images']} images, evaluated on {result['eval_images']} ({result['data']})"
+    return head + "\n" + format_table(rows, columns)

@@ -1,0 +1,158 @@
+"""The compare table: FP32 and every calibration method's QDQ model (and peers) on the same images."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ..backends import get_runner
+from ..data import ImageLoader
+from ..errors import QyoloError
+from ..fileio import sha256_file
+from ..model import inspect_detector, load_onnx
+from .agreement import expose_outputs
+from .bootstrap import DEFAULT_SAMPLES, bootstrap_maps, paired_drop, resample_weights
+from .decode import Head, PostProcess
+from .evaluate import EvalSet, head_outputs, jsonable, score, shared_outputs
+from .peers import PeerModel, ort_minmax, other_toolkits
+from .predict import predict
+
+TARGETS = {"symmetric": "TensorRT", "shifted": "TensorRT", "asymmetric": "zero-point"}
+UH_ONLY_MODES = ("shifted", "asymmetric")  # need UH's lower/upper bounds
+
+
+@dataclass
+class Variant:
+    """One row's model before evaluation."""
+
+    label: str
+    model: onnx.ModelProto
+    target: str
+    calib_seconds: float | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def overlap(calib: Sequence[Path], images: Sequence[Path]) -> list[Path]:
+    """Evaluation images that are also calibration images (same resolved path or same file content)."""
+    real = {os.path.realpath(p) for p in calib}
+    hashes = {sha256_file(p) for p in calib if Path(p).is_file()}
+    return [p for p in images if os.path.realpath(p) in real or (Path(p).is_file() and sha256_file(p) in hashes)]
+
+
+def plan(methods: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, mode) rows: every method in symmetric mode; shifted and asymmetric only for UH."""
+    bad = [m for m in modes if m not in TARGETS]
+    if bad:
+        raise QyoloError(f"unknown mode(s) {', '.join(bad)}; choose from {', '.join(TARGETS)}")
+    return [(m, mode) for m in methods for mode in modes if mode == "symmetric" or m == "uh"]
+
+
+def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: Sequence[str], modes: Sequence[str]) -> tuple[list[Variant], float]:
+    """One calibration pass for every method, then each (method, mode) QDQ model."""
+    from ..calib import calibrate
+    from ..qdq import quantize
+
+    rows = plan(methods, modes)
+    t0 = time.perf_counter()
+    scales = calibrate(model, list(calib), methods=list(dict.fromkeys(m for m, _ in rows)), progress_desc="calibrate")
+    calib_s = time.perf_counter() - t0
+    variants = []
+    for method, mode in rows:
+        q = quantize(model, scales[method], mode=mode)
+        info = {"method": method, "mode": mode, "quantized": q.report.get("quantized"), "shifted": len(q.report.get("shifted") or [])}
+        variants.append(Variant(f"{method}/{mode}", q.model, TARGETS[mode], calib_s, info))
+    return variants, calib_s
+
+
+def peer_variant(peer: PeerModel) -> Variant:
+    return Variant(peer.label, peer.model, "TensorRT", peer.seconds, {"note": peer.note})
+
+
+def compare(
+    model_path: str | os.PathLike,
+    calib: Sequence[Path],
+    images: Sequence[Path],
+    data: str | os.PathLike,
+    *,
+    methods: Sequence[str] = ("uh", "minmax", "percentile", "entropy", "mse"),
+    modes: Sequence[str] = ("symmetric", "shifted", "asymmetric"),
+    peers: bool = True,
+    allow_overlap: bool = False,
+    post: PostProcess = PostProcess(),
+    samples: int = DEFAULT_SAMPLES,
+) -> dict[str, Any]:
+    """Rows for FP32, each method x mode and the peers, all evaluated in one lock-step pass over ``images``
+    (labels from ``data``); FP32 outputs are computed once and shared by every row."""
+    shared = overlap(calib, images)
+    if shared and not allow_overlap:
+        raise QyoloError(f"{len(shared)} evaluation image(s) are also calibration images (e.g. {shared[0]}); use disjoint sets or --allow-overlap")
+    fp32 = load_onnx(model_path)
+    info = inspect_detector(fp32, source=str(model_path))
+    head = Head.from_names(info.layout, info.output_names)
+    names = head_outputs(fp32)
+    variants, calib_s = quantized_variants(fp32, calib, methods, modes)
+    if peers:
+        variants.append(peer_variant(ort_minmax(Path(model_path), info, calib, names)))
+    with tempfile.TemporaryDirectory(prefix="qyolo-compare-") as tmp, contextlib.ExitStack() as stack:
+        runners = {}
+        for label, proto in [("fp32", fp32), *((v.label, v.model) for v in variants)]:
+            path = Path(tmp) / f"{label.replace('/', '_')}.onnx"
+            onnx.save(expose_outputs(proto, shared_outputs(names, proto, fp32)), path)
+            runners[label] = stack.enter_context(get_runner("ort", path))
+        loader = ImageLoader(list(images), info.imgsz)
+        preds, meters = predict(runners, loader, {k: head for k in runners}, post, "fp32", names, desc="compare")
+    es = EvalSet.build(data, preds["fp32"], info.num_classes)
+    es.set_reference(preds["fp32"])
+    ref = score(preds["fp32"], es)
+    weights = resample_weights(len(es.paths), samples)
+    ref_maps = bootstrap_maps(ref["label_score"], weights) if "label_score" in ref else None
+    rows = [{"label": "fp32", "target": "-", "calib_s": None, **jsonable(ref)}]
+    for v in variants:
+        row = score(preds[v.label], es, meters[v.label])
+        if ref_maps is not None:
+            d = paired_drop(ref["label_score"], row["label_score"], weights, ref_maps)
+            row.update(drop=d.drop, drop_low=d.low, drop_high=d.high)
+        rows.append({"label": v.label, "target": v.target, "calib_s": round(v.calib_seconds, 2), **v.info, **jsonable(row)})
+    return {
+        "model": str(model_path),
+        "data": str(data),
+        "calib_images": len(calib),
+        "eval_images": len(es.paths),
+        "overlap": len(shared),
+        "calib_seconds": round(calib_s, 2),
+        "bootstrap_samples": samples,
+        "sqnr_on": names,
+        "settings": {"conf": post.conf, "iou": post.iou, "max_det": post.max_det},
+        "other_toolkits": other_toolkits(),
+        "rows": rows,
+    }
+
+
+COLUMNS = ["row", "target", "mAP50-95", "mAP50", "drop [95% CI]", "FP32 agreement", "head SQNR dB", "calib s"]
+
+
+def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compare result as display rows (see ``COLUMNS``)."""
+    num = lambda v, fmt: format(v, fmt) if isinstance(v, (int, float)) else ("" if v is None else str(v))  # noqa: E731
+    out = []
+    for r in result["rows"]:
+        drop = f"{num(r['drop'], '+.4f')} [{num(r['drop_low'], '+.4f')}, {num(r['drop_high'], '+.4f')}]" if "drop" in r else ""
+        out.append({
+            "row": r["label"],
+            "target": r["target"],
+            "mAP50-95": num(r.get("map50_95"), ".4f"),
+            "mAP50": num(r.get("map50"), ".4f"),
+            "drop [95% CI]": drop,
+            "FP32 agreement": num(r.get("agreement"), ".4f"),
+            "head SQNR dB": num(r.get("sqnr_db"), ".2f"),
+            "calib s": num(r.get("calib_s"), ".1f"),
+        })  # fmt: skip
+    return out
