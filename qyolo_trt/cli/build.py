@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from .common import emit, json_option, log
+from ..errors import QyoloError
+from .common import emit, json_option
 
 
 def _text(result: dict[str, Any]) -> str:
@@ -55,11 +56,10 @@ def build_cmd(model: Path | None, gpus: tuple[str, ...], batch: int | None, min_
     from ..build import BuildRequest, run_build
 
     if batch and any((min_batch, opt_batch, max_batch)):
-        raise click.UsageError("give either --batch or --min-batch/--opt-batch/--max-batch")
+        raise QyoloError("give either --batch or --min-batch/--opt-batch/--max-batch, not both")
     lo = min_batch or batch or 1
     hi = max_batch or batch or max(lo, opt_batch or lo)
     profile = (lo, opt_batch or batch or hi, hi)
     nms_opts = {"score_threshold": nms_score, "iou_threshold": nms_iou, "max_det": nms_max_det} if nms else None
-    log(f"building {model or 'the embedded yolov5n'} ({opts['precision']}, backend {opts['backend']})")
     result = run_build(BuildRequest(model=model, gpus=gpus, batch=profile, nms=nms_opts, **opts))
     emit(result, as_json, _text)

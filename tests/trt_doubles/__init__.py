@@ -10,4 +10,17 @@ with ONNX Runtime on the (host-memory) fake device buffers.
 from .fake_cuda import FakeCudart
 from .fake_trt import make_trt
 
-__all__ = ["FakeCudart", "make_trt"]
+__all__ = ["FakeCudart", "install_doubles", "make_trt"]
+
+
+def install_doubles(monkeypatch, major: int = 10, devices=(("NVIDIA H100 80GB HBM3", 9, 0),), **trt_kwargs):
+    """Make ``import tensorrt`` return a fake of ``major`` and cuda-python a FakeCudart with ``devices``."""
+    import sys
+
+    from qyolo_trt.backends.tensorrt import runtime
+
+    cudart = FakeCudart(list(devices)) if devices else FakeCudart(error=FakeCudart.cudaError_t.cudaErrorInsufficientDriver)
+    trt = make_trt(major, cudart=cudart, **trt_kwargs)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(runtime, "load_cudart", lambda: cudart)
+    return trt, cudart

@@ -220,9 +220,9 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
             layers.append({
                 "Name": n.name,
                 "LayerType": _LAYER_TYPES.get(n.op_type, "PointWiseV2"),
-                "Inputs": [{"Name": i, "Location": "Device", "Format/Datatype": _FORMAT[dtype(i, fed_by_qdq(i))]} for i in acts],
-                "Outputs": [{"Name": o, "Location": "Device", "Format/Datatype": _FORMAT[dtype(
-                    o, any(c.op_type == "QuantizeLinear" for c in consumers.get(o, [])))]} for o in n.output],
+                "Inputs": [{"Name": i, "Location": "Device", "Format/Datatype": _FORMAT.get(d := dtype(i, fed_by_qdq(i)), d)} for i in acts],
+                "Outputs": [{"Name": o, "Location": "Device", "Format/Datatype": _FORMAT.get(d := dtype(
+                    o, any(c.op_type == "QuantizeLinear" for c in consumers.get(o, []))), d)} for o in n.output],
                 "Metadata": "".join(f"[ONNX Layer: {x}]" for x in [n.name, *dqs]),
             })
         return layers

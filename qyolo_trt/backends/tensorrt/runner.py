@@ -68,7 +68,8 @@ class TrtRunner(Runner):
             if name not in feeds:
                 raise QyoloError(f"missing input {name!r} (engine inputs: {', '.join(self._inputs)})")
             x = np.ascontiguousarray(feeds[name], dtype=self._buffers[name].dtype)
-            self._context.set_input_shape(name, x.shape)
+            if not self._context.set_input_shape(name, x.shape):
+                raise QyoloError(f"input {name} shape {x.shape} is outside the engine's profile (batch {self.sidecar.get('batch')})")
             self._buffers[name].host(x.shape)[...] = x
             self._stream.upload(self._buffers[name], x.nbytes)
         if not self._context.execute_async_v3(self._stream.handle):
