@@ -18,12 +18,14 @@ WORKDIR /opt/qyolo-trt
 
 # 1) dependencies only (cached until pyproject.toml or the export installer changes): an empty
 #    package and README stand in for the source, so editing code does not reinstall torch/TensorRT wheels.
-#    The constraints keep the container's own TensorRT bindings and a cuda-python of its CUDA major.
+#    The constraints keep the container's own TensorRT bindings and a cuda-python of its CUDA major;
+#    tools/install_export.sh calls `python`, which some NGC images only have as python3.
 COPY pyproject.toml ./
 COPY tools/install_export.sh tools/install_export.sh
-RUN mkdir qyolo_trt && touch qyolo_trt/__init__.py README.md \
+RUN command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python \
+    && mkdir qyolo_trt && touch qyolo_trt/__init__.py README.md \
     && python3 -c "import tensorrt as t; print(f'tensorrt=={t.__version__}')" > /tmp/constraints.txt \
-    && echo "cuda-python==${CUDA_VERSION%%.*}.*" >> /tmp/constraints.txt \
+    && { [ -z "${CUDA_VERSION:-}" ] || echo "cuda-python==${CUDA_VERSION%%.*}.*" >> /tmp/constraints.txt; } \
     && PIP_CONSTRAINT=/tmp/constraints.txt pip install --no-cache-dir -e ".[trt]" \
     && PIP_CONSTRAINT=/tmp/constraints.txt bash tools/install_export.sh
 
