@@ -19,7 +19,7 @@ from .scales import ScalesFile
 logger = logging.getLogger(__name__)
 
 
-def _check_options(methods: Sequence[str], num_images: int | None, batch: int, bins: int, percentile: float) -> None:
+def _check_options(methods: Sequence[str], num_images: int | None, batch: int, bins: int, percentile: float, bits: int = 8) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise QyoloError(f"unknown calibration method(s) {unknown or '(none)'}; choose from {', '.join(METHODS)}")
@@ -31,6 +31,8 @@ def _check_options(methods: Sequence[str], num_images: int | None, batch: int, b
         raise QyoloError(f"--bins must be >= 16, got {bins}")
     if not 0.0 < percentile <= 100.0:
         raise QyoloError(f"--percentile must be in (0, 100], got {percentile}")
+    if not 2 <= bits <= 8:
+        raise QyoloError(f"--bits must be in 2..8, got {bits}")
 
 
 def calibrate(
@@ -42,22 +44,24 @@ def calibrate(
     bins: int = 2048,
     percentile: float = 99.99,
     progress_desc: str = "calibrate",
+    bits: int = 8,
 ) -> dict[str, ScalesFile]:
     """Calibrate ``model`` on ``images`` (any source ``list_images`` accepts, or a list of paths) in one
     ONNX Runtime pass; returns one ``ScalesFile`` per method, keyed by method name, in the order requested.
 
     ``batch`` is used only when the model's batch dimension is dynamic (else images run one at a time).
     The number of unreadable images skipped is recorded in each file's ``params["skipped_images"]``.
+    ``bits`` < 8 searches the clips for a low-bit grid (scale = clip / (2**(bits-1) - 1)), recorded as ``params["bits"]``.
     """
     methods = list(dict.fromkeys(methods))
-    _check_options(methods, num_images, batch, bins, percentile)
+    _check_options(methods, num_images, batch, bins, percentile, bits)
     proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
     info = inspect_detector(proto, source=str(model) if not isinstance(model, onnx.ModelProto) else "model")
     paths = [Path(p) for p in images] if isinstance(images, (list, tuple)) else list_images(images)
     if not paths:
         raise QyoloError("no calibration images given")
     collected = collect(proto, info, paths, batch=batch, bins=bins, limit=num_images, desc=progress_desc)
-    options = MethodOptions(percentile=percentile)
+    options = MethodOptions(percentile=percentile, bits=bits)
     digest = model_hash(proto)
     results: dict[str, ScalesFile] = {}
     for method in methods:
@@ -69,5 +73,7 @@ def calibrate(
         params = {"bins": bins, "batch": collected.batch, "skipped_images": collected.skipped}
         if method == "percentile":
             params["percentile"] = percentile
+        if bits != 8:
+            params["bits"] = bits
         results[method] = ScalesFile(digest, method, collected.num_images, tensors, params)
     return results

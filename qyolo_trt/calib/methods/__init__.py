@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..histogram import Histogram
-from ..scales import QMAX, TensorRange
+from ..scales import TensorRange
 from .entropy import entropy
 from .minmax import minmax
 from .mse import mse
@@ -23,6 +23,17 @@ class MethodOptions:
     """Method parameters (recorded in the scales file)."""
 
     percentile: float = 99.99
+    bits: int = 8  # integer grid the clips are searched for (low-bit simulation: 4, 6)
+
+    @property
+    def qmax(self) -> int:
+        """Largest level of the symmetric grid [-qmax, qmax] (127 for 8 bits)."""
+        return 2 ** (self.bits - 1) - 1
+
+    @property
+    def steps(self) -> int:
+        """Steps of the asymmetric grid (255 for 8 bits)."""
+        return 2**self.bits - 1
 
 
 Method = Callable[[Histogram, MethodOptions], TensorRange]
@@ -38,7 +49,7 @@ def compute_range(method: str, hist: Histogram, options: MethodOptions, name: st
     else:
         clip = hist.absmax if hist.total and hist.absmax > 0 else 1.0
         lo, hi = (hist.min, hist.max) if hist.total else (-clip, clip)
-        result = TensorRange(scale=clip / QMAX, clip=clip, min=lo, max=hi, lower=min(lo, 0.0), upper=max(hi, 0.0))
+        result = TensorRange(scale=clip / options.qmax, clip=clip, min=lo, max=hi, lower=min(lo, 0.0), upper=max(hi, 0.0))
         result.warning = f"{name}: {problem}"
     if problem is None and hist.nonfinite:
         result.warning = f"{name}: {hist.nonfinite} non-finite value(s) ignored"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..histogram import Histogram
-from ..scales import QMAX, TensorRange
+from ..scales import TensorRange
 
 LEVELS = 128
 
@@ -48,7 +48,7 @@ def kl_divergences(h: np.ndarray, levels: int = LEVELS) -> tuple[np.ndarray, np.
     return i, np.where(np.isnan(kl), np.inf, kl)
 
 
-def entropy(hist: Histogram, options: object) -> TensorRange:
-    candidates, kl = kl_divergences(hist.pos + hist.neg)
+def entropy(hist: Histogram, options) -> TensorRange:
+    candidates, kl = kl_divergences(hist.pos + hist.neg, options.qmax + 1)
     clip = float(min(candidates[int(np.argmin(kl))] * hist.width, hist.absmax))
-    return TensorRange(scale=clip / QMAX, clip=clip, min=hist.min, max=hist.max)
+    return TensorRange(scale=clip / options.qmax, clip=clip, min=hist.min, max=hist.max)

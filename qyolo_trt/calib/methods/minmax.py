@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..histogram import Histogram
-from ..scales import QMAX, TensorRange
+from ..scales import TensorRange
 
 
-def minmax(hist: Histogram, options: object) -> TensorRange:
+def minmax(hist: Histogram, options) -> TensorRange:
     clip = hist.absmax
-    return TensorRange(scale=clip / QMAX, clip=clip, min=hist.min, max=hist.max, lower=min(hist.min, 0.0), upper=max(hist.max, 0.0))
+    return TensorRange(scale=clip / options.qmax, clip=clip, min=hist.min, max=hist.max, lower=min(hist.min, 0.0), upper=max(hist.max, 0.0))

@@ -6,17 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..histogram import Histogram
-from ..scales import QMAX, TensorRange
+from ..scales import TensorRange
 from .search import argmin_search, grid_error, nonzero_bins
 
 
-def mse(hist: Histogram, options: object) -> TensorRange:
+def mse(hist: Histogram, options) -> TensorRange:
+    qmax = options.qmax
     x, n = nonzero_bins(hist)
     w = hist.width
 
     def score(ks: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, np.zeros(ks.size), ks * w / QMAX, -QMAX, QMAX)
+        return grid_error(x, n, np.zeros(ks.size), ks * w / qmax, -qmax, qmax)
 
     k_abs = max(1, min(hist.bins, int(np.ceil(hist.absmax / w))))
     clip = argmin_search(score, np.arange(1, k_abs + 1)) * w
-    return TensorRange(scale=clip / QMAX, clip=clip, min=hist.min, max=hist.max)
+    return TensorRange(scale=clip / qmax, clip=clip, min=hist.min, max=hist.max)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..histogram import Histogram
-from ..scales import QMAX, TensorRange
+from ..scales import TensorRange
 
 
 def _quantile_edge(counts: np.ndarray, q: float) -> int:
@@ -20,4 +20,4 @@ def percentile(hist: Histogram, options) -> TensorRange:
     clip = min((_quantile_edge(hist.pos + hist.neg, q) + 1) * w, hist.absmax)
     lower = max((_quantile_edge(hist.counts, 1.0 - q) - b) * w, hist.min)
     upper = min((_quantile_edge(hist.counts, q) + 1 - b) * w, hist.max)
-    return TensorRange(scale=clip / QMAX, clip=clip, min=hist.min, max=hist.max, lower=min(lower, 0.0), upper=max(upper, 0.0))
+    return TensorRange(scale=clip / options.qmax, clip=clip, min=hist.min, max=hist.max, lower=min(lower, 0.0), upper=max(upper, 0.0))

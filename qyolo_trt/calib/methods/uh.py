@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..histogram import Histogram
-from ..scales import QMAX, TensorRange
+from ..scales import TensorRange
 from .search import argmin_search, grid_error, nonzero_bins, upper_candidates
 
 
-def uh(hist: Histogram, options: object) -> TensorRange:
+def uh(hist: Histogram, options) -> TensorRange:
+    qmax, steps = options.qmax, options.steps
     x, n = nonzero_bins(hist)
     w = hist.width
     lower = min(hist.min, 0.0)
@@ -24,24 +25,24 @@ def uh(hist: Histogram, options: object) -> TensorRange:
     ks_sym = upper_candidates(hist, hist.absmax)  # = ks unless the negative side is the larger one
 
     def symmetric(k: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, np.zeros(k.size), k * w / QMAX, -QMAX, QMAX)
+        return grid_error(x, n, np.zeros(k.size), k * w / qmax, -qmax, qmax)
 
     def asymmetric(k: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, np.full(k.size, lower), (k * w - lower) / 255, 0, 255)
+        return grid_error(x, n, np.full(k.size, lower), (k * w - lower) / steps, 0, steps)
 
     def shifted(k: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, (lower + k * w) / 2, (k * w - lower) / (2 * QMAX), -QMAX, QMAX)
+        return grid_error(x, n, (lower + k * w) / 2, (k * w - lower) / (2 * qmax), -qmax, qmax)
 
     clip = argmin_search(symmetric, ks_sym) * w
     upper = argmin_search(asymmetric, ks) * w
     shift_upper = argmin_search(shifted, ks) * w
     return TensorRange(
-        scale=clip / QMAX,
+        scale=clip / qmax,
         clip=clip,
         min=hist.min,
         max=hist.max,
         lower=lower,
         upper=upper,
         shift=(lower + shift_upper) / 2,
-        shift_scale=(shift_upper - lower) / (2 * QMAX),
+        shift_scale=(shift_upper - lower) / (2 * qmax),
     )
