@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import run_cli
-from deploy_helpers import efficient_nms_reference, expose_plugin_inputs
+from deploy_helpers import dynamic_detector, efficient_nms_reference, expose_plugin_inputs
 
 from qyolo_trt.backends.ort.session import make_session
 from qyolo_trt.data import ImageLoader
@@ -41,13 +41,15 @@ def test_emulation_matches_the_plugin_semantics(yolov5n, bus_jpg) -> None:
     np.testing.assert_array_equal(det_classes[0, :k], want_classes)
 
 
-def test_padding_after_the_last_detection(yolov5n, bus_jpg) -> None:
+@pytest.mark.parametrize("threshold", [0.25, 1.0])
+def test_padding_after_the_last_detection(yolov5n, bus_jpg, threshold: float) -> None:
     model, info = yolov5n
-    emulated = emulate_efficient_nms(add_efficient_nms(model, info, score_threshold=0.25, max_det=50))
+    emulated = emulate_efficient_nms(add_efficient_nms(model, info, score_threshold=threshold, max_det=50))
     image = next(iter(ImageLoader([bus_jpg], imgsz=info.imgsz))).images
     num, det_boxes, det_scores, det_classes = make_session(emulated.SerializeToString()).run(None, {info.input_name: image})
     k = int(num[0, 0])
-    assert 0 < k < 50 and (det_scores[0, :k] >= 0.25).all()
+    assert (0 < k < 50) if threshold < 1 else k == 0  # no score reaches 1.0: an empty, all-zero result
+    assert (det_scores[0, :k] >= threshold).all()
     assert not det_boxes[0, k:].any() and not det_scores[0, k:].any() and not det_classes[0, k:].any()
 
 
@@ -76,3 +78,6 @@ def test_emulation_refusals(yolov5n) -> None:
         emulate_efficient_nms(model)
     with pytest.raises(QyoloError, match="per-class NMS"):
         emulate_efficient_nms(add_efficient_nms(model, info, class_agnostic=True))
+    dynamic = dynamic_detector()
+    with pytest.raises(QyoloError, match="static batch of 1"):
+        emulate_efficient_nms(add_efficient_nms(dynamic, inspect_detector(dynamic)))
