@@ -21,7 +21,7 @@ from typing import Any
 
 import onnx
 
-from .errors import QyoloError
+from .errors import DependencyError, QyoloError
 from .fileio import atomic_path, sha256_file
 from .lazy import lazy_import
 from .model import DetectorInfo, inspect_detector, load_detector, load_onnx
@@ -30,6 +30,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_IMGSZ = 640
 DEFAULT_OPSET = 17
 OPSET_RANGE = (13, 20)  # per-channel Q/DQ needs 13; torch's TorchScript exporter stops at 20
+ULTRALYTICS_PINS = "ultralytics==8.4.190 torchvision==0.28.0"  # as in tools/install_export.sh
 CLASSIC_YOLOV5_MODULES = ("models.yolo", "models.common", "models.experimental")
 
 
@@ -147,7 +148,10 @@ def _ultralytics() -> ModuleType:
     """Import Ultralytics offline and quiet (its log goes to stdout, which is reserved for results)."""
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    return lazy_import("ultralytics", extra="export", what="Ultralytics (with torch)")
+    try:
+        return lazy_import("ultralytics", extra="export", what="Ultralytics (with torch)")
+    except DependencyError as exc:  # the extra alone is not enough: Ultralytics goes in without its deps
+        raise DependencyError(f"{exc}, then: pip install --no-deps {ULTRALYTICS_PINS} (or run tools/install_export.sh)") from None
 
 
 def _load_ultralytics(src: Path, seed: int) -> Any:

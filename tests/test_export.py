@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -11,7 +12,7 @@ from conftest import assert_clean_error, run_cli
 from onnx import numpy_helper
 
 from qyolo_trt.data import letterbox, read_image, to_tensor
-from qyolo_trt.errors import QyoloError
+from qyolo_trt.errors import DependencyError, QyoloError
 from qyolo_trt.export import export
 from qyolo_trt.model import load_detector
 
@@ -100,6 +101,13 @@ def test_pt_export_dynamic_batch(exported, bus_input, tmp_path):
 def test_export_rejects_non_multiple_of_32(ultralytics, tmp_path):
     with pytest.raises(QyoloError, match="multiple of 32"):
         export("yolov8n.yaml", tmp_path / "x.onnx", imgsz=630)
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_ultralytics_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ultralytics", None)
+    with pytest.raises(DependencyError, match=r"pip install --no-deps ultralytics==8\.4\.190 torchvision==0\.28\.0"):
+        export("yolov8n.yaml", tmp_path / "x.onnx")
     assert not list(tmp_path.iterdir())
 
 
