@@ -49,7 +49,7 @@ class GraphBuilder:
 def tiny_detector(opset: int = 17) -> onnx.ModelProto:
     """stem 3x3 -> 1x1 -> residual Add -> SPPF-like MaxPool chain + Concat -> 1x1 -> 1x1 -> Resize -> 3x3 -> head 1x1 -> decode.
 
-    Only ``cv2_act`` feeds nothing but 1x1 convs (the one tensor shifted-symmetric mode shifts)."""
+    Only ``cat_out`` and ``cv2_act`` feed nothing but 1x1 convs (the tensors shifted-symmetric mode shifts)."""
     b = GraphBuilder()
     a = b.conv("stem", "images", 3, 8, k=3)
     c1 = b.conv("cv1", a, 8, 8, k=1)

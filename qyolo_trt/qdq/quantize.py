@@ -164,12 +164,12 @@ def _usable(r: TensorRange | None) -> bool:
 def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, float_nodes: list[dict[str, str]]):
     """Give every quantized tensor its range (a group takes its output's); drop or reject nodes without one.
 
-    Returns (plan, tensor name -> (range, grouped), sorted missing/degenerate tensor names).
+    Returns (plan, tensor name -> range, sorted missing/degenerate tensor names).
     """
     all_missing: set[str] = set()
     while True:
         groups = _groups(plan)
-        params: dict[str, tuple[TensorRange, bool]] = {}
+        params: dict[str, TensorRange] = {}
         bad: dict[int, list[str]] = {}
         for node, place in plan:
             names = [node.inputs[i].name for i in place.activations] + ([node.outputs[0].name] if place.group else [])
@@ -177,7 +177,7 @@ def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, f
                 sources = groups.get(name, [name])
                 usable = [tensors[s] for s in sources if _usable(tensors.get(s))]
                 if len(usable) == len(sources):
-                    params[name] = (max(usable, key=lambda r: r.scale), name in groups)
+                    params[name] = max(usable, key=lambda r: r.scale)
                 else:
                     bad.setdefault(id(node), []).extend(s for s in sources if not _usable(tensors.get(s)))
         if not bad:
@@ -194,7 +194,7 @@ def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, f
         plan = [(n, p) for n, p in plan if id(n) not in bad]
 
 
-def _apply(graph: gs.Graph, plan: Plan, params: dict[str, tuple[TensorRange, bool]], mode: str) -> list[str]:
+def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str) -> list[str]:
     """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers), then weights. Returns shifted tensors."""
     by_name = graph.tensors()
     consumers = {name: list(by_name[name].outputs) for name in params}
@@ -205,9 +205,9 @@ def _apply(graph: gs.Graph, plan: Plan, params: dict[str, tuple[TensorRange, boo
         for i in place.activations:
             t = node.inputs[i]
             if t.name not in dq:
-                rng, grouped = params[t.name]
+                rng = params[t.name]
                 src = t
-                if mode == "shifted" and not grouped and can_shift(consumers[t.name], rng):
+                if mode == "shifted" and can_shift(consumers[t.name], rng):
                     src = graph.insert_shift(t, rng.shift)
                     for conv in consumers[t.name]:
                         if id(conv) in quantized_ids:

@@ -1,7 +1,10 @@
-"""Shifted-symmetric UH: quantize ``x - c`` symmetrically and fold ``c * sum(W[o])`` into each consumer's bias.
+"""Shifted-symmetric UH: quantize ``x - c`` symmetrically and fold ``c * sum(Wq[o])`` into each consumer's bias.
 
 Exact only where every consumer is an ungrouped 1x1 conv without padding (with zero padding the
-border pixels would see ``-c`` instead of 0); every other tensor stays plainly symmetric.
+border pixels would see ``-c`` instead of 0); every other tensor stays plainly symmetric. A Concat output
+feeding only such convs is shifted too (its inputs keep the group's symmetric scale): TensorRT-RTX fuses
+Concat + Sub + Q into the producers' epilogues (yolov5n: 24 tensors shifted, 151 engine layers, vs 154 when
+Concat outputs are left symmetric).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ...calib.scales import TensorRange
-from ..graph_ops import constant_values
+from ..graph_ops import constant_values, per_channel_int8
 
 
 def is_pointwise_conv(node: gs.Node) -> bool:
@@ -31,6 +34,9 @@ def can_shift(consumers: list[gs.Node], rng: TensorRange) -> bool:
 
 
 def fold_shift(graph: gs.Graph, conv: gs.Node, shift: float) -> None:
-    """Compensate ``conv`` for reading ``x - shift``: bias += shift * sum of the float weight over (in, kh, kw)."""
-    w = constant_values(conv.inputs[1]).astype(np.float64)
+    """Compensate ``conv`` for reading ``x - shift``: bias += shift * sum over (in, kh, kw) of the weight as the
+    engine sees it (int8 per-channel, dequantized). Folding the float weight instead leaves a per-channel offset
+    ``shift * sum(W - Wq)``: on yolov5n that cost 8 dB of head SQNR (23.0 vs 31.0 dB)."""
+    q, scale = per_channel_int8(constant_values(conv.inputs[1]), axis=0)
+    w = q.astype(np.float64) * scale.reshape(-1, 1, 1, 1)
     graph.add_to_bias(conv, (shift * w.sum(axis=(1, 2, 3))).astype(np.float32))
