@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper
 
 from ..backends.ort.session import make_session
@@ -129,6 +131,13 @@ def _exposed_model(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
     return exposed.SerializeToString()
 
 
+def _run(session: ort.InferenceSession, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return session.run(names, feed)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        raise QyoloError(f"ONNX Runtime failed on a calibration batch ({str(exc).splitlines()[0][:200]})") from None
+
+
 def collect(
     model: onnx.ModelProto,
     info: DetectorInfo,
@@ -151,14 +160,24 @@ def collect(
         raise QyoloError(f"ONNX Runtime cannot run the model for calibration ({str(exc).splitlines()[0][:200]})") from None
     stats = {t: Histogram(bins=bins) for t in targets if t not in derived}
     scratch = Scratch()
+
+    def fold(names: list[str], values: list[np.ndarray]) -> None:
+        for name, value in zip(names, values):
+            stats[name].update(value, scratch)
+
     loader = ImageLoader(list(paths), imgsz=info.imgsz, batch=batch, limit=limit)
     total = math.ceil(len(loader) / batch)
-    for item in progress(loader, total=total, desc=desc, unit="img" if batch == 1 else "batch"):
-        feed = {info.input_name: item.images}
-        for name, value in zip(streamed, session.run(streamed, feed)):
-            stats[name].update(value, scratch)
-        if info.input_name in stats:
-            stats[info.input_name].update(item.images, scratch)
+    fetch = streamed + ([info.input_name] if info.input_name in stats else [])
+    # fold batch k on a worker thread (numpy releases the GIL) while ORT runs batch k+1: at most two batches alive
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending: Future | None = None
+        for item in progress(loader, total=total, desc=desc, unit="img" if batch == 1 else "batch"):
+            outputs = _run(session, streamed, {info.input_name: item.images}) + [item.images]
+            if pending is not None:
+                pending.result()
+            pending = worker.submit(fold, fetch, outputs)
+        if pending is not None:
+            pending.result()
     for out, (inputs, repeat) in derived.items():  # graph order: a derived input is ready before its users
         stats[out] = Histogram.merged([stats[t] for t in inputs], repeat)
     return Collected({t: stats[t] for t in targets}, loader.loaded, len(loader.skipped), batch)

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..histogram import Histogram
 
-COARSE_CANDIDATES = 128  # the first pass scores at most this many candidates; the second refines around the best
+COARSE_CANDIDATES = 128  # the first pass scores at most this many candidates (evenly strided) ...
+REFINE = 4  # ... the second scores every candidate around the best few of them
 
 
 def grid_error(x: np.ndarray, n: np.ndarray, offset: np.ndarray, step: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
@@ -22,11 +23,14 @@ def grid_error(x: np.ndarray, n: np.ndarray, offset: np.ndarray, step: np.ndarra
 
 def argmin_search(score: Callable[[np.ndarray], np.ndarray], candidates: np.ndarray) -> int:
     """The candidate (from an increasing integer array) with the smallest score: score a strided subset, then every
-    candidate within one stride of the best. Equals the exhaustive argmin when the score is unimodal at that stride."""
+    candidate within one stride of the ``REFINE`` best of them (the error curves wiggle: one window is not enough)."""
     stride = max(1, -(-candidates.size // COARSE_CANDIDATES))
-    coarse = candidates[::stride]
-    best = int(np.argmin(score(coarse))) * stride
-    fine = candidates[max(0, best - stride) : best + stride + 1]
+    coarse = np.arange(0, candidates.size, stride)
+    if stride == 1:
+        return int(candidates[int(np.argmin(score(candidates)))])
+    best = coarse[np.argsort(score(candidates[coarse]), kind="stable")[:REFINE]]
+    window = np.unique((best[:, None] + np.arange(-stride + 1, stride)[None, :]).clip(0, candidates.size - 1))
+    fine = candidates[window]
     return int(fine[int(np.argmin(score(fine)))])
 
 
