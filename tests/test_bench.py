@@ -125,6 +125,7 @@ def test_plan_openvino_runs_the_fp32_baseline_both_ways() -> None:
     assert [v.label for v in auto][:2] == ["fp32.onnx [f32]", "fp32.onnx [default]"]
     assert len(plan(["a.onnx", "b.onnx"], "openvino", ov_precision="both")) == 4
     assert {v.options["precision"] for v in plan(["a", "b"], "openvino", ov_precision="f32")} == {"f32"}
+    assert all(v.options["share_outputs"] for v in auto)  # timed without copying outputs, like benchmark_app
     assert [v.options for v in plan(["a", "b"], "ort", threads=1)] == [{"threads": 1}] * 2
 
 

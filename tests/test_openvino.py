@@ -84,6 +84,18 @@ def test_qdq_conv_runs_in_int8_float_conv_does_not(tmp_path: Path) -> None:
     assert 0 < err.mean() < 0.05 * np.abs(outputs[False]).mean()  # int8 is close to, but not exactly, FP32
 
 
+def test_outputs_are_copies_unless_shared(tmp_path: Path) -> None:
+    model = _conv_model(tmp_path / "m.onnx", qdq=False)
+    x1, x2 = np.ones((1, 16, 32, 32), np.float32), np.zeros((1, 16, 32, 32), np.float32)
+    for share in (False, True):
+        with get_runner("openvino", model, precision="f32", share_outputs=share) as runner:
+            first = runner.infer({"x": x1})["y"]
+            kept = first.copy()
+            second = runner.infer({"x": x2})["y"]
+        assert not np.array_equal(kept, second)
+        assert np.array_equal(first, second if share else kept)  # a shared output is overwritten by the next run
+
+
 def test_bad_inputs_are_clean_errors(tmp_path: Path) -> None:
     with pytest.raises(QyoloError, match="unknown OpenVINO precision"):
         get_runner("openvino", "m.onnx", precision="fp8")

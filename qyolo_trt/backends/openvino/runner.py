@@ -16,7 +16,8 @@ PRECISIONS = ("default", "f32")
 
 class OpenVinoRunner(Runner):
     """OpenVINO on CPU. Options: ``precision`` ("default": OpenVINO's choice, bf16 on CPUs that have it;
-    "f32": ``INFERENCE_PRECISION_HINT=f32``) and ``threads`` (0 = OpenVINO's default)."""
+    "f32": ``INFERENCE_PRECISION_HINT=f32``), ``threads`` (0 = OpenVINO's default) and ``share_outputs``
+    (outputs alias the request's buffers, valid until the next ``infer``: no copy, for benchmarks)."""
 
     name = "openvino"
 
@@ -26,6 +27,7 @@ class OpenVinoRunner(Runner):
         if self.precision not in PRECISIONS:
             raise QyoloError(f"unknown OpenVINO precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         self.threads = int(options.get("threads", 0))
+        self.share_outputs = bool(options.get("share_outputs", False))
 
     def config(self) -> dict[str, str]:
         """The CPU plugin properties this runner compiles with (one stream, latency mode)."""
@@ -62,7 +64,7 @@ class OpenVinoRunner(Runner):
         return [o.get_any_name() for o in self.compiled.outputs]
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.request.infer(feeds)
+        results = self.request.infer(feeds, share_inputs=True, share_outputs=self.share_outputs)
         return {o.get_any_name(): results[o] for o in self.compiled.outputs}
 
     def execution_precision(self) -> str:
