@@ -74,3 +74,15 @@ def test_json_is_one_object_on_stdout(yolov5n_onnx):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["output"] is None and result["input_shape"] == [1, 3, 640, 640]
+
+
+@pytest.mark.parametrize(("corrupt", "words"), [(0, "no images found"), (3, "no readable image (3 unreadable")])
+def test_unusable_image_folder_is_one_clean_line(tmp_path, corrupt, words):
+    """Through `calibrate` (the first command that reads images): an empty folder, a folder of corrupt JPEGs."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(corrupt):
+        (images / f"{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(i, 200)))
+    out = tmp_path / "scales.json"
+    assert_clean_error(run_cli("calibrate", "--images", images, "-o", out), words)
+    assert not out.exists()
