@@ -108,9 +108,14 @@ def _scales(req: BuildRequest, fp32: onnx.ModelProto, path: Path) -> tuple[Scale
     return scales, False
 
 
-def _plans(req: BuildRequest, backend: str, out: Path, fp32: onnx.ModelProto | None, qdq: onnx.ModelProto | None) -> list[_Plan]:
+def _groups(req: BuildRequest, backend: str) -> list[tuple[str, ...]]:
+    """Targets per engine (checked before any calibration work)."""
     targets = _targets(req, backend)
-    groups = rtx_groups(targets, req.precision) if backend == "tensorrt-rtx" else [targets]
+    return rtx_groups(targets, req.precision) if backend == "tensorrt-rtx" else [targets]
+
+
+def _plans(req: BuildRequest, groups: list[tuple[str, ...]], backend: str, out: Path, fp32: onnx.ModelProto | None,
+           qdq: onnx.ModelProto | None) -> list[_Plan]:
     plans = []
     for group in groups:
         path = out if len(groups) == 1 else out.with_name(f"{_stem(out)}.{'-'.join(group)}.engine")
@@ -137,13 +142,14 @@ def _with_nms(model: onnx.ModelProto, info: DetectorInfo, nms: dict[str, float] 
     return add_efficient_nms(model, info, **nms)
 
 
-def _build_all(req: BuildRequest, backend: str, plans: list[_Plan], info: DetectorInfo, tmp: Path) -> list[BuildResult]:
+def _build_all(req: BuildRequest, backend: str, plans: list[_Plan], info: DetectorInfo, src: Path, tmp: Path) -> list[BuildResult]:
     results = []
     for i, plan in enumerate(plans):
         onnx_path = tmp / f"build{i}.onnx"
         onnx.save(_with_nms(plan.onnx_model, info, req.nms), onnx_path)
         results.append(
-            build_engine(onnx_path, backend=backend, precision=plan.precision, targets=plan.targets, batch=req.batch, timing_cache=req.timing_cache)
+            build_engine(onnx_path, backend=backend, precision=plan.precision, targets=plan.targets, batch=req.batch,
+                         timing_cache=req.timing_cache, source=f"{src} ({plan.precision}, {', '.join(plan.targets)})")
         )
     return results
 
@@ -157,43 +163,53 @@ def _check_triton(req: BuildRequest, sidecars: list[dict[str, Any]], plans: list
         triton_config(sidecar, req.model_name or plan.engine_path.stem, source=str(plan.engine_path))
 
 
+def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quantized: bool) -> None:
+    """Refuse impossible requests before any calibration work."""
+    if req.nms and backend == "tensorrt-rtx":
+        raise QyoloError("--nms needs TensorRT's EfficientNMS_TRT plugin, which TensorRT-RTX does not ship: build it with --backend tensorrt")
+    if not info.dynamic_batch and len(set(req.batch) | {info.input_shape[0]}) > 1:
+        raise QyoloError(f"{src} has a static batch of {info.input_shape[0]}; re-export it with a dynamic batch to build batch "
+                         + "/".join(map(str, req.batch)))
+    if quantized and req.precision != "int8":
+        raise QyoloError(f"{src} is already quantized (Q/DQ): build it with --precision int8, or give the FP32 model")
+
+
+def _quantize(req: BuildRequest, fp32: onnx.ModelProto, out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
+    """Calibrate (or reuse the scales) and rewrite to Q/DQ; returns the QDQ model and the artifacts to write."""
+    from .qdq import quantize
+
+    scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
+    scales, reused = _scales(req, fp32, scales_path)
+    qdq = quantize(fp32, scales, mode=req.mode).model
+    scales_bytes = (json.dumps(scales.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    artifacts = {"scales": (scales_path, scales_bytes), "qdq_onnx": (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())}
+    return qdq, artifacts, reused
+
+
 def run_build(req: BuildRequest) -> dict[str, Any]:
     """Run the pipeline; returns a summary (engines with their reports, artifacts, reused stages)."""
     src, model = _load_model(req)
     info = inspect_detector(model, source=str(src))
     backend = resolve_backend(req.backend)
-    out = Path(req.output) if req.output else DEFAULT_ENGINES / f"{_stem(src)}.engine"
     quantized = has_qdq(model)
-    if quantized and req.precision != "int8":
-        raise QyoloError(f"{src} is already quantized (Q/DQ): build it with --precision int8, or give the FP32 model")
-    fp32, qdq, scales, reused = (None if quantized else model), (model if quantized else None), None, False
-    artifacts: dict[str, tuple[Path, bytes]] = {}
+    _check(req, src, info, backend, quantized)
+    groups = _groups(req, backend)
+    out = Path(req.output) if req.output else DEFAULT_ENGINES / f"{_stem(src)}.engine"
+    fp32, qdq, artifacts, reused = (None, model, {}, False) if quantized else (model, None, {}, False)
     if req.precision == "int8" and not quantized:
-        from .qdq import quantize
-
-        scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
-        scales, reused = _scales(req, fp32, scales_path)
-        qdq = quantize(fp32, scales, mode=req.mode).model
-        scales_text = json.dumps(scales.to_dict(), indent=2, sort_keys=True) + "\n"
-        artifacts["scales"] = (scales_path, scales_text.encode())
-        artifacts["qdq_onnx"] = (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())
-    plans = _plans(req, backend, out, fp32, qdq)
+        qdq, artifacts, reused = _quantize(req, model, out)
+    plans = _plans(req, groups, backend, out, fp32, qdq)
     with tempfile.TemporaryDirectory(prefix="qyolo-build-") as tmp:
-        results = _build_all(req, backend, plans, info, Path(tmp))
+        results = _build_all(req, backend, plans, info, src, Path(tmp))
+    calibrated = "scales" in artifacts
     common = {
         "layout": "nms" if req.nms else info.layout,
         "model_hash": model_hash(model),
-        "scales_hash": sha256_bytes(artifacts["scales"][1]) if scales else None,
+        "scales_hash": sha256_bytes(artifacts["scales"][1]) if calibrated else None,
     }
-    sidecars = [
-        make_sidecar(
-            r,
-            **common,
-            options={"model": str(src), "method": req.method if scales else None, "mode": req.mode if scales else None,
-                     "precision_requested": req.precision, "nms": req.nms, "warnings": p.warnings},
-        )
-        for r, p in zip(results, plans)
-    ]
+    options = {"model": str(src), "method": req.method if calibrated else None, "mode": req.mode if calibrated else None,
+               "precision_requested": req.precision, "nms": req.nms}
+    sidecars = [make_sidecar(r, **common, options={**options, "warnings": p.warnings}) for r, p in zip(results, plans)]
     _check_triton(req, sidecars, plans)
     _write_all(artifacts, results, sidecars, plans)
     triton = [str(_triton(req, p, s)) for p, s in zip(plans, sidecars)] if req.triton_repo else []

@@ -103,16 +103,18 @@ def build_engine(
     targets: tuple[str, ...] = ("sm89",),
     batch: tuple[int, int, int] = (1, 1, 1),
     timing_cache: str | os.PathLike | None = None,
+    source: str | None = None,
 ) -> BuildResult:
     """Build one engine for ``targets`` (compute capabilities, e.g. ``("sm89", "sm86")``).
 
     ``int8`` needs a Q/DQ model; ``fp16``/``fp32`` an FP32 one. Standard TensorRT builds for the local
     GPU only (``targets`` must name it); TensorRT-RTX builds for any supported targets without a GPU.
     A timing cache file is read if present and written back (atomically) after the build.
+    ``source`` names the model in messages (default: ``onnx_path``).
     """
     api = load_api(resolve_backend(backend))
     gpu = require_gpu() if api.needs_gpu_to_build else None
-    source = str(onnx_path)
+    source = source or str(onnx_path)
     model = _prepare(load_onnx(onnx_path), api, precision, source)
     op_types = {n.name: n.op_type for n in model.graph.node}
 
