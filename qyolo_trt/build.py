@@ -1,7 +1,8 @@
 """`qyolo-trt build`: export -> calibrate -> quantize -> engine(s), each stage reused when it can be.
 
 - MODEL: ``.onnx`` (FP32), ``.qdq.onnx`` (any ONNX with Q/DQ: calibration and quantization are skipped) or
-  ``.pt`` (exported first). No MODEL: the embedded yolov5n with the embedded calibration images.
+  ``.pt`` / ``.yaml`` (exported first with ``qyolo_trt.export``; dynamic batch when a batch profile is asked for).
+  No MODEL: the embedded yolov5n with the embedded calibration images.
 - Artifacts beside the engine: ``NAME.<method>.scales.json`` and ``NAME.qdq.onnx``. An existing scales file there
   is reused when its model hash, method, image source and image count match (delete it to recalibrate).
 - TensorRT-RTX, INT8: one engine for every target with INT8 kernels, and a separate one for Turing (sm75),
@@ -34,6 +35,7 @@ from .fileio import atomic_path, sha256_bytes
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
+EXPORTABLE = (".pt", ".yaml", ".yml")  # Ultralytics checkpoints / model YAMLs, exported to ONNX first
 
 
 @dataclass
@@ -69,7 +71,7 @@ class _Plan:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".qdq.onnx", ".onnx", ".pt"):
+    for suffix in (".qdq.onnx", ".onnx", *EXPORTABLE):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
@@ -77,13 +79,12 @@ def _stem(path: Path) -> str:
 
 def _load_model(req: BuildRequest) -> tuple[Path, onnx.ModelProto]:
     src = Path(req.model) if req.model else default_model()
-    if src.suffix == ".pt":
-        from .export import export_model  # lazy: torch + ultralytics (the `export` extra)
+    if src.suffix.lower() in EXPORTABLE:
+        from .export import export  # lazy: torch + ultralytics (the `export` extra)
 
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / f"{src.stem}.onnx"
-            export_model(src, out)
-            return src, load_onnx(out)
+        with tempfile.TemporaryDirectory(prefix="qyolo-export-") as tmp:
+            result = export(src, Path(tmp) / f"{src.stem}.onnx", dynamic_batch=req.batch != (1, 1, 1))
+            return src, load_onnx(result.output)
     return src, load_onnx(src)
 
 

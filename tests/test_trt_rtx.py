@@ -97,3 +97,17 @@ def test_precision_and_model_must_agree(default_build):
         build_engine(out.with_name("yolov5n.qdq.onnx"), backend="tensorrt-rtx", precision="fp16")
     with pytest.raises(QyoloError, match="static batch of 1"):
         build_engine(default_model(), backend="tensorrt-rtx", precision="fp32", batch=(1, 2, 4))
+
+
+def test_dynamic_batch_profile(tmp_path):
+    import onnx
+
+    from trt_doubles.tiny import tiny_model
+
+    path = tmp_path / "tiny.qdq.onnx"
+    onnx.save(tiny_model(), path)
+    res = build_engine(path, backend="tensorrt-rtx", targets=("sm89",), batch=(1, 2, 4))
+    assert res.inputs == [{"name": "x", "shape": [-1, 3, 8, 8], "dtype": "float32"}] and res.batch == (1, 2, 4)
+    assert (res.report.conv_int8, res.report.float_convs) == (1, ["conv2"])
+    with pytest.raises(QyoloError, match="1 <= min <= opt <= max"):
+        build_engine(path, backend="tensorrt-rtx", targets=("sm89",), batch=(2, 1, 4))

@@ -4,6 +4,7 @@ pinned host + device buffers, one stream. Imports without a GPU; ``require_gpu``
 from __future__ import annotations
 
 import ctypes
+import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,8 +26,12 @@ class GpuInfo:
 
 
 def load_cudart() -> ModuleType:
-    """The cuda-python runtime module (tests replace this function to inject a fake CUDA)."""
-    return lazy_import("cuda.bindings.runtime", "trt", "cuda-python (cuda.bindings)")
+    """The cuda-python runtime module: ``cuda.bindings.runtime`` (cuda-python >= 12.6), else the older ``cuda.cudart``
+    with the same API. Tests replace this function to inject a fake CUDA."""
+    try:
+        return importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        return lazy_import("cuda.cudart", "trt", "cuda-python (cuda.bindings.runtime)")
 
 
 def _error_text(rt: ModuleType, err: Any) -> str:
