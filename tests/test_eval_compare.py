@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, assert_clean_error, run_cli
 from qyolo_trt.errors import QyoloError
 from qyolo_trt.eval.compare import overlap, plan
+from qyolo_trt.eval.peers import available_peers
 
 
 def test_plan_gives_shifted_and_asymmetric_rows_to_uh_only():
@@ -51,7 +52,9 @@ def test_compare_small_table(tmp_path, yolov5n_onnx, coco_dir):
     assert (r["calib_images"], r["eval_images"], r["overlap"]) == (2, 3, 0)
     assert len(r["sqnr_on"]) == 3  # the three head convs of yolov5n
     rows = {row["label"]: row for row in r["rows"]}
-    assert list(rows) == ["fp32", "uh/symmetric", "uh/asymmetric", "minmax/symmetric", "ort-minmax"]
+    peers = [name for name, ok in available_peers().items() if ok]
+    assert list(rows) == ["fp32", "uh/symmetric", "uh/asymmetric", "minmax/symmetric", *peers]
+    assert "ort-minmax" in peers and r["peers_available"]["ort-minmax"]
     assert rows["fp32"]["agreement"] == pytest.approx(1.0) and "drop" not in rows["fp32"]
     assert rows["uh/asymmetric"]["target"] == "zero-point" and rows["uh/symmetric"]["target"] == "TensorRT"
     for label in list(rows)[1:]:

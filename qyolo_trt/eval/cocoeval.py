@@ -15,7 +15,8 @@ from .decode import Detections
 @dataclass
 class MatchTable:
     """pycocotools' per-image matches (area "all", last maxDets), sorted like its ``accumulate``:
-    by category, then by descending score (stable over image order)."""
+    by category, then by descending score (stable over image order); each category is cut after its
+    last true positive."""
 
     seg: np.ndarray  # [D] category index of each detection (non-decreasing)
     img: np.ndarray  # [D] image index of each detection
@@ -93,10 +94,13 @@ def match_table(ev) -> MatchTable:  # noqa: ANN001 - a pycocotools COCOeval afte
             continue
         order = np.argsort(-np.concatenate(scores), kind="mergesort")
         m, ig = np.concatenate(dtm, 1)[:, order], np.concatenate(dtig, 1)[:, order].astype(bool)
-        segs.append(np.full(len(order), k))
-        imgs.append(np.concatenate(img)[order])
-        tps.append((m > 0) & ~ig)
-        fps.append((m == 0) & ~ig)
+        tp = (m > 0) & ~ig
+        # detections after the category's last true positive never change its AP, under any image weights
+        last = int(np.nonzero(tp.any(0))[0].max(initial=-1)) + 1
+        segs.append(np.full(last, k))
+        imgs.append(np.concatenate(img)[order][:last])
+        tps.append(tp[:, :last])
+        fps.append(((m == 0) & ~ig)[:, :last])
     cat = lambda xs, shape: np.concatenate(xs, -1) if xs else np.zeros(shape, bool)  # noqa: E731
     return MatchTable(
         seg=cat(segs, (0,)).astype(np.int64),

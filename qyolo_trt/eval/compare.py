@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from .agreement import expose_outputs
 from .bootstrap import DEFAULT_SAMPLES, bootstrap_maps, paired_drop, resample_weights
 from .decode import Head, PostProcess
 from .evaluate import EvalSet, head_outputs, jsonable, score, shared_outputs
-from .peers import PeerModel, ort_minmax, other_toolkits
+from .peers import PeerModel, available_peers, qdq_target, run_peers
 from .predict import predict
 
 TARGETS = {"symmetric": "TensorRT", "shifted": "TensorRT", "asymmetric": "zero-point"}
@@ -73,7 +73,7 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
 
 
 def peer_variant(peer: PeerModel) -> Variant:
-    return Variant(peer.label, peer.model, "TensorRT", peer.seconds, {"note": peer.note})
+    return Variant(peer.label, peer.model, qdq_target(peer.model), peer.seconds, {"note": peer.note})
 
 
 def compare(
@@ -88,9 +88,11 @@ def compare(
     allow_overlap: bool = False,
     post: PostProcess = PostProcess(),
     samples: int = DEFAULT_SAMPLES,
+    extra_variants: Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]] | None = None,
 ) -> dict[str, Any]:
     """Rows for FP32, each method x mode and the peers, all evaluated in one lock-step pass over ``images``
-    (labels from ``data``); FP32 outputs are computed once and shared by every row."""
+    (labels from ``data``); FP32 outputs are computed once and shared by every row. ``extra_variants(fp32, calib)``
+    adds rows (e.g. low-bit or float-fallback models from ``qyolo_trt.analysis.rows``)."""
     shared = overlap(calib, images)
     if shared and not allow_overlap:
         raise QyoloError(f"{len(shared)} evaluation image(s) are also calibration images (e.g. {shared[0]}); use disjoint sets or --allow-overlap")
@@ -99,8 +101,10 @@ def compare(
     head = Head.from_names(info.layout, info.output_names)
     names = head_outputs(fp32)
     variants, calib_s = quantized_variants(fp32, calib, methods, modes)
+    if extra_variants is not None:
+        variants += extra_variants(fp32, calib)
     if peers:
-        variants.append(peer_variant(ort_minmax(Path(model_path), info, calib, names)))
+        variants += [peer_variant(p) for p in run_peers(Path(model_path), info, calib, names)]
     with tempfile.TemporaryDirectory(prefix="qyolo-compare-") as tmp, contextlib.ExitStack() as stack:
         runners = {}
         for label, proto in [("fp32", fp32), *((v.label, v.model) for v in variants)]:
@@ -131,7 +135,7 @@ def compare(
         "bootstrap_samples": samples,
         "sqnr_on": names,
         "settings": {"conf": post.conf, "iou": post.iou, "max_det": post.max_det},
-        "other_toolkits": other_toolkits(),
+        "peers_available": available_peers(),
         "rows": rows,
     }
 

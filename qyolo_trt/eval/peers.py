@@ -1,4 +1,5 @@
-"""Other quantizers as comparison rows, when importable: ONNX Runtime's ``quantize_static`` (QDQ)."""
+"""Other quantizers as comparison rows, when importable: ONNX Runtime's ``quantize_static`` (QDQ) and NNCF.
+(ModelOpt has no row: its ONNX extra pins onnx/onnxruntime versions that cannot be installed beside ours.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from ..data import ImageLoader
 from ..model import DetectorInfo, load_onnx
@@ -77,6 +80,45 @@ def _producers(model: onnx.ModelProto, tensors: Sequence[str]) -> list[str]:
     return [n.name for n in model.graph.node if wanted & set(n.output)]
 
 
-def other_toolkits() -> dict[str, str]:
-    """NNCF / ModelOpt: not installed here, or installed but without a row yet (reported, not run)."""
-    return {m: "installed (no row implemented)" if importlib.util.find_spec(m) else "not installed" for m in ("nncf", "modelopt")}
+def nncf_ptq(model_path: Path, info: DetectorInfo, calib: Sequence[Path], head_convs: Sequence[str]) -> PeerModel:
+    """NNCF post-training quantization of the ONNX model: performance preset (symmetric), its default
+    fast bias correction, every calibration image, the head's final convs ignored (the same exclusion as ours)."""
+    import nncf
+
+    model = load_onnx(model_path)
+    dataset = nncf.Dataset(list(ImageLoader(list(calib), info.imgsz)), lambda b: {info.input_name: b.images})
+    t0 = time.perf_counter()
+    with _quiet_root_logger():
+        quantized = nncf.quantize(
+            model,
+            dataset,
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(calib),
+            ignored_scope=nncf.IgnoredScope(names=_producers(model, head_convs)),
+        )
+    return PeerModel("nncf", quantized, time.perf_counter() - t0, f"nncf {nncf.__version__} quantize, performance preset")
+
+
+PEERS = {"ort-minmax": ("onnxruntime.quantization", ort_minmax), "nncf": ("nncf", nncf_ptq)}
+
+
+def available_peers() -> dict[str, bool]:
+    """Which peer quantizers can run here."""
+    return {name: importlib.util.find_spec(module.split(".")[0]) is not None for name, (module, _) in PEERS.items()}
+
+
+def run_peers(model_path: Path, info: DetectorInfo, calib: Sequence[Path], head_convs: Sequence[str]) -> list[PeerModel]:
+    """Every importable peer's quantized model."""
+    ok = available_peers()
+    return [fn(model_path, info, calib, head_convs) for name, (_, fn) in PEERS.items() if ok[name]]
+
+
+def qdq_target(model: onnx.ModelProto) -> str:
+    """"TensorRT" when every QuantizeLinear is int8 with zero point 0, else "zero-point"."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
+            zp = onnx.numpy_helper.to_array(inits[node.input[2]])
+            if zp.dtype != np.int8 or zp.any():
+                return "zero-point"
+    return "TensorRT"
