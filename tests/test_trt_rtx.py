@@ -111,3 +111,17 @@ def test_dynamic_batch_profile(tmp_path):
     assert (res.report.conv_int8, res.report.float_convs) == (1, ["conv2"])
     with pytest.raises(QyoloError, match="1 <= min <= opt <= max"):
         build_engine(path, backend="tensorrt-rtx", targets=("sm89",), batch=(2, 1, 4))
+
+
+def test_parser_error_is_one_clean_message(tmp_path):
+    import onnx
+
+    from trt_doubles.tiny import tiny_model
+
+    model = tiny_model(quantized=False, batch=1)
+    model.graph.node[1].op_type = "NoSuchOp"
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, path)
+    with pytest.raises(QyoloError, match=r"bad\.onnx: tensorrt-rtx cannot parse it \(.*NoSuchOp") as err:
+        build_engine(path, backend="tensorrt-rtx", precision="fp32")
+    assert "\n" not in str(err.value)

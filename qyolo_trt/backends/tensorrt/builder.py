@@ -95,6 +95,16 @@ def _add_profile(builder: Any, network: Any, config: Any, batch: tuple[int, int,
         config.add_optimization_profile(profile)
 
 
+def _parse(api: TrtApi, builder: Any, logger: Any, model: onnx.ModelProto, path: Path, source: str) -> Any:
+    """A network from the ONNX parser (external data resolved beside ``path``); parser errors in one line."""
+    network = api.create_network(builder)
+    parser = api.trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString(), str(path.resolve().parent)):
+        errors = [str(parser.get_error(i)).strip().splitlines()[0] for i in range(parser.num_errors)]
+        raise QyoloError(f"{source}: {api.backend} cannot parse it ({(errors or logger.errors or ['unknown error'])[0]})")
+    return network
+
+
 def build_engine(
     onnx_path: str | os.PathLike,
     *,
@@ -120,11 +130,7 @@ def build_engine(
 
     logger = make_logger(api.trt)
     builder = api.trt.Builder(logger)
-    network = api.create_network(builder)
-    parser = api.trt.OnnxParser(network, logger)
-    if not parser.parse(model.SerializeToString(), str(Path(onnx_path).resolve().parent)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise QyoloError(f"{source}: {api.backend} cannot parse it ({(errors or logger.errors or ['unknown error'])[0]})")
+    network = _parse(api, builder, logger, model, Path(onnx_path), source)
     config = builder.create_builder_config()
     config.profiling_verbosity = api.trt.ProfilingVerbosity.DETAILED
     api.set_precision(config, precision)
