@@ -123,3 +123,23 @@ def test_eval_errors(tmp_path, own_gt_set):
     assert_clean_error(run_cli("eval", model_path, "--data", bare), "no labels", "--reference")
     (tmp_path / "bad.json").write_text("{")
     assert_clean_error(run_cli("eval", model_path, "--data", tmp_path / "bad.json"), "coco json")
+
+
+def test_engine_layout_comes_from_its_sidecar(tmp_path, own_gt_set):
+    import hashlib
+
+    from qyolo_trt.eval.artifact import artifact_info
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not a real engine")
+    sidecar = {
+        "layout": "anchor_free", "backend": "tensorrt-rtx", "backend_version": "1.7", "targets": ["sm89"], "precision": "int8",
+        "engine_sha256": hashlib.sha256(engine.read_bytes()).hexdigest(),
+        "inputs": [{"name": "images", "shape": [1, 3, 320, 480], "dtype": "float32"}],
+        "outputs": [{"name": "output0", "shape": [1, 84, 3150], "dtype": "float32"}],
+    }  # fmt: skip
+    (tmp_path / "m.engine.json").write_text(json.dumps(sidecar))
+    info = artifact_info(engine)
+    assert (info.head.layout, info.head.outputs, info.imgsz, info.num_classes) == ("anchor_free", ("output0",), (320, 480), 80)
+    # without a GPU (or with this fake engine on one) running it is a clean one-line error
+    assert_clean_error(run_cli("eval", engine, "--data", own_gt_set / "set"))

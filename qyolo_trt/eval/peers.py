@@ -44,7 +44,7 @@ def ort_minmax(model_path: Path, info: DetectorInfo, calib: Sequence[Path], head
             return None if batch is None else {info.input_name: batch.images}
 
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="qyolo-ort-") as tmp, _quiet_root_logger():
+    with tempfile.TemporaryDirectory(prefix="qyolo-ort-") as tmp, _quiet_loggers(""):
         out = Path(tmp) / "ort.qdq.onnx"
         quantize_static(
             str(model_path),
@@ -64,15 +64,17 @@ def ort_minmax(model_path: Path, info: DetectorInfo, calib: Sequence[Path], head
 
 
 @contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """ORT's quantizer warns on the root logger ("consider pre-processing"); keep stderr for our own logs."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Peers log chatter (ORT's "consider pre-processing" on the root logger, NNCF's INFO lines): errors only."""
+    loggers = [logging.getLogger(n or None) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        root.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _producers(model: onnx.ModelProto, tensors: Sequence[str]) -> list[str]:
@@ -88,7 +90,7 @@ def nncf_ptq(model_path: Path, info: DetectorInfo, calib: Sequence[Path], head_c
     model = load_onnx(model_path)
     dataset = nncf.Dataset(list(ImageLoader(list(calib), info.imgsz)), lambda b: {info.input_name: b.images})
     t0 = time.perf_counter()
-    with _quiet_root_logger():
+    with _quiet_loggers("", "nncf"):
         quantized = nncf.quantize(
             model,
             dataset,
