@@ -13,17 +13,18 @@ they depend on the machine). Also reports, per model, how many convolutions Open
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from qyolo_trt.backends import get_runner
-from qyolo_trt.backends.openvino.runtime_model import onnx_node_precisions
-from qyolo_trt.bench import plan, run_bench
+from qyolo_trt.backends.openvino.runtime_model import layer_times, onnx_node_precisions
+from qyolo_trt.bench import Variant, input_shape, make_input, plan, run_bench, schedule
 from qyolo_trt.calib import calibrate
 from qyolo_trt.data import ImageLoader, list_images
 from qyolo_trt.defaults import default_calib, default_model
@@ -75,6 +76,30 @@ def float_convs(model_path: Path) -> list[str]:
     return sorted(name for name in convs if precisions.get(name) not in INT8)
 
 
+def profile(variants: list[Variant], rounds: int) -> dict[str, dict[str, float]]:
+    """Median per-round milliseconds by "layer type / kernel" for each OpenVINO variant, rounds interleaved."""
+    with contextlib.ExitStack() as stack:
+        runners = [stack.enter_context(get_runner("openvino", v.artifact, **v.options, perf_count=True)) for v in variants]
+        feeds = [{r.input_name: make_input(input_shape(v.artifact, v.backend), 1)} for r, v in zip(runners, variants)]
+        samples: list[list[dict[str, float]]] = [[] for _ in variants]
+        for i in schedule(len(variants), rounds):
+            runners[i].infer(feeds[i])
+            samples[i].append(layer_times(runners[i].request))
+    return {
+        v.label: {k: float(np.median([t.get(k, 0.0) for t in runs])) for k in {k for t in runs for k in t}}
+        for v, runs in zip(variants, samples)
+    }
+
+
+def profile_table(prof: dict[str, dict[str, float]], top: int = 14) -> str:
+    """Markdown: the ``top`` most expensive layer kinds (median ms per inference) for each variant."""
+    keys = sorted({k for p in prof.values() for k in p}, key=lambda k: -max(p.get(k, 0.0) for p in prof.values()))
+    lines = ["| layer / kernel | " + " | ".join(prof) + " |", "|---" * (len(prof) + 1) + "|"]
+    lines += [f"| sum of layers | " + " | ".join(f"{sum(p.values()):.2f}" for p in prof.values()) + " |"]
+    lines += [f"| {k} | " + " | ".join(f"{p.get(k, 0.0):.2f}" for p in prof.values()) + " |" for k in keys[:top]]
+    return "\n".join(lines)
+
+
 def ratio_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: each row's speed-up (p50) against OpenVINO FP32 with f32 forced and in its default precision."""
     base = {r["runner"].get("precision"): r["p50_ms"] for r in rows[:2]}
@@ -105,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--profile", type=int, default=0, metavar="ROUNDS", help="also profile OpenVINO layers for ROUNDS interleaved rounds")
     ap.add_argument("--workdir", type=Path, default=None, help="where the QDQ models go (default: a temporary folder)")
     ap.add_argument("-o", "--output", type=Path, default=Path("bench_cpu.json"))
     args = ap.parse_args(argv)
@@ -122,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     result["float_convs_openvino"] = {str(m): float_convs(m) for m in int8}
     result["command"] = " ".join(["python", "tools/bench_cpu.py", *(argv if argv is not None else sys.argv[1:])])
     table = ratio_table(result["rows"])
+    if args.profile:
+        result["profile_ms"] = profile([v for v in variants if v.backend == "openvino"], args.profile)
+        table += "\n\nOpenVINO per-layer medians (ms, PERF_COUNT):\n" + profile_table(result["profile_ms"])
     result["table"] = table
     write_json_atomic(args.output, result)
     write_text_atomic(args.output.with_suffix(".md"), table + "\n")

@@ -17,7 +17,8 @@ PRECISIONS = ("default", "f32")
 class OpenVinoRunner(Runner):
     """OpenVINO on CPU. Options: ``precision`` ("default": OpenVINO's choice, bf16 on CPUs that have it;
     "f32": ``INFERENCE_PRECISION_HINT=f32``), ``threads`` (0 = OpenVINO's default) and ``share_outputs``
-    (outputs alias the request's buffers, valid until the next ``infer``: no copy, for benchmarks)."""
+    (outputs alias the request's buffers, valid until the next ``infer``: no copy, for benchmarks) and
+    ``perf_count`` (per-layer timing, read with ``runtime_model.layer_times(runner.request)``)."""
 
     name = "openvino"
 
@@ -28,6 +29,7 @@ class OpenVinoRunner(Runner):
             raise QyoloError(f"unknown OpenVINO precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         self.threads = int(options.get("threads", 0))
         self.share_outputs = bool(options.get("share_outputs", False))
+        self.perf_count = bool(options.get("perf_count", False))
 
     def config(self) -> dict[str, str]:
         """The CPU plugin properties this runner compiles with (one stream, latency mode)."""
@@ -36,6 +38,8 @@ class OpenVinoRunner(Runner):
             config["INFERENCE_PRECISION_HINT"] = "f32"
         if self.threads > 0:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        if self.perf_count:
+            config["PERF_COUNT"] = "YES"
         return config
 
     def activate(self) -> None:

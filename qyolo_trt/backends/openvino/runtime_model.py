@@ -34,3 +34,13 @@ def onnx_node_precisions(runtime_model: Any, layer_type: str = "Convolution") ->
         for original in layer.get("originalLayersNames", "").split(",")
         if original
     }
+
+
+def layer_times(request: Any) -> dict[str, float]:
+    """Milliseconds of the last inference of ``request`` (compiled with ``PERF_COUNT``), summed by
+    "layer type / kernel" (e.g. "Convolution / brgconv_avx512_amx_1x1_I8")."""
+    times: Counter[str] = Counter()
+    for p in request.get_profiling_info():
+        if p.status.name == "EXECUTED":
+            times[f"{p.node_type} / {p.exec_type}"] += p.real_time.total_seconds() * 1e3
+    return dict(times)
