@@ -52,7 +52,7 @@ def plan(methods: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
     bad = [m for m in modes if m not in TARGETS]
     if bad:
         raise QyoloError(f"unknown mode(s) {', '.join(bad)}; choose from {', '.join(TARGETS)}")
-    return [(m, mode) for m in methods for mode in modes if mode == "symmetric" or m == "uh"]
+    return [(m, mode) for m in methods for mode in modes if mode not in UH_ONLY_MODES or m == "uh"]
 
 
 def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: Sequence[str], modes: Sequence[str]) -> tuple[list[Variant], float]:
