@@ -7,29 +7,29 @@ import math
 import numpy as np
 import pytest
 
-from qyolo_trt.calib.histogram import Histogram, Scratch, pow2_ceil
+from qyolo_trt.calib.histogram import Histogram, Scratch, pow2_above
 
 
 def one_go(x: np.ndarray, bins: int) -> np.ndarray:
     """Reference: the whole data binned at once at its final range, with np.histogram."""
-    r = pow2_ceil(float(np.abs(x).max()))
+    r = pow2_above(float(np.abs(x).max()))
     counts, _ = np.histogram(x.astype(np.float64), bins=2 * bins, range=(-r, r))
     return counts
 
 
-def test_pow2_ceil() -> None:
-    assert [pow2_ceil(v) for v in (0.3, 0.5, 1.0, 3.0, 4.0, 1e-30)] == [0.5, 0.5, 1.0, 4.0, 4.0, 2.0**-99]
+def test_pow2_above() -> None:
+    assert [pow2_above(v) for v in (0.3, 0.5, 1.0, 3.0, 4.0, 1e-30)] == [0.5, 1.0, 2.0, 4.0, 8.0, 2.0**-99]
 
 
 def test_views_place_values_in_the_documented_bins() -> None:
     h = Histogram(bins=4)
-    h.update(np.array([-0.5, -0.01, 0.0, 0.25, 0.75, 1.0], np.float32))
-    assert h.range == 1.0 and h.width == 0.25
-    # pos bin k = [k w, (k+1) w); the top edge (x == range) folds into the last bin
+    h.update(np.array([-0.5, -0.01, 0.0, 0.25, 0.75, 0.875], np.float32))
+    assert h.range == 1.0 and h.width == 0.25  # the power of two above the largest magnitude
+    # pos bin k = [k w, (k+1) w)
     assert h.pos.tolist() == [1, 1, 0, 2]
     # neg bin k = [-(k+1) w, -k w)
     assert h.neg.tolist() == [1, 1, 0, 0]  # -0.01 -> k=0, -0.5 -> k=1
-    assert (h.min, h.max, h.total) == (-0.5, 1.0, 6)
+    assert (h.min, h.max, h.total) == (-0.5, 0.875, 6)
 
 
 def test_growing_ranges_keep_every_count_and_match_one_go_histogram() -> None:
@@ -42,9 +42,17 @@ def test_growing_ranges_keep_every_count_and_match_one_go_histogram() -> None:
         h.update(b, scratch)
     x = np.concatenate(batches)
     assert h.total == x.size
-    assert h.range == pow2_ceil(float(np.abs(x).max()))
+    assert h.range == pow2_above(float(np.abs(x).max()))
     assert (h.min, h.max) == (float(x.min()), float(x.max()))  # true extremes, not the histogram range
     np.testing.assert_array_equal(h.counts, one_go(x, 256))
+
+
+def test_values_on_a_power_of_two_bin_the_same_before_and_after_growth() -> None:
+    batches = [np.array([1.0, -1.0, 0.5, -0.25], np.float32), np.array([3.0, 2.0, -1.0], np.float32)]
+    h = Histogram(bins=8)
+    for b in batches:
+        h.update(b)
+    np.testing.assert_array_equal(h.counts, one_go(np.concatenate(batches), 8))
 
 
 def test_grow_by_more_than_bins_collapses_each_side_into_bin_zero() -> None:

@@ -3,7 +3,7 @@
 The histogram is uniform over ``[-range, range]`` with ``2 * bins`` bins: ``counts[bins + k]`` holds the
 values in ``[k w, (k+1) w)`` and ``counts[bins - 1 - k]`` the values in ``[-(k+1) w, -k w)`` (``w = range / bins``),
 so the positive and the negative side are each a ``bins``-bin histogram of magnitudes. ``range`` is always a
-power of two: when a batch exceeds it, it doubles as often as needed and each group of merged adjacent bins
+power of two strictly above every magnitude seen: when a batch reaches it, it doubles as often as needed and each group of merged adjacent bins
 is summed, which is exact. Two histograms of the same bin count can therefore be merged exactly as well.
 The true running min / max (finite values only) are kept beside the (wider) histogram range.
 """
@@ -19,10 +19,9 @@ import numpy as np
 _TINY_RANGE = 2.0**-90
 
 
-def pow2_ceil(x: float) -> float:
-    """Smallest power of two >= ``x`` (``x`` > 0)."""
-    mantissa, exponent = math.frexp(x)
-    return x if mantissa == 0.5 else math.ldexp(1.0, exponent)
+def pow2_above(x: float) -> float:
+    """Smallest power of two strictly greater than ``x`` (``x`` > 0)."""
+    return math.ldexp(1.0, math.frexp(x)[1])
 
 
 class Scratch:
@@ -101,15 +100,15 @@ class Histogram:
             lo, hi = float(x.min()), float(x.max())
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         absmax = max(-lo, hi)
-        if absmax > self.range:
-            self.grow(pow2_ceil(absmax))
+        if absmax >= self.range and absmax > 0.0:
+            self.grow(pow2_above(absmax))
         if self.range == 0.0:  # only zeros so far
             self.counts[self.bins] += x.size
             return
         self._bin(x, scratch or Scratch())
 
     def _bin(self, x: np.ndarray, scratch: Scratch) -> None:
-        """One signed-index bincount: index = floor(x * bins / range) + bins (exact: bins / range is a power of two)."""
+        """One signed-index bincount: index = floor(x * bins / range) + bins (exact when bins is a power of two)."""
         scaled, index = scratch.take(x.size)
         if self.range < _TINY_RANGE or x.dtype != np.float32:
             scaled = x.astype(np.float64) * (self.bins / self.range)
@@ -119,7 +118,7 @@ class Histogram:
         np.add(index, self.bins, out=index)
         binned = np.bincount(index, minlength=2 * self.bins)
         self.counts += binned[: 2 * self.bins]
-        self.counts[-1] += binned[2 * self.bins :].sum()  # x == +range lands one past the end
+        self.counts[-1] += binned[2 * self.bins :].sum()  # rounding just below +range when bins is not a power of two
 
     def grow(self, new_range: float) -> None:
         """Widen the range to ``new_range`` (a power-of-two multiple of the current one), summing merged bins."""
