@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..calib.scales import ScalesFile, read_trt_cache
-from ..defaults import default_model
+from ..defaults import default_calib, default_model
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..model import load_onnx
@@ -29,21 +29,37 @@ from .common import emit, json_option, log
 @click.option("--exclude", multiple=True, metavar="REGEX", help="Keep nodes whose name matches REGEX in float (repeatable).")
 @click.option("--keep-float", default="head", show_default=True, help="Comma list of first-conv,head, or none.")
 @click.option("--allow-missing", is_flag=True, help="Leave ops whose tensors have no scale in float (reported) instead of failing.")
+@click.option("--auto-fallback", "fallback_k", type=click.IntRange(0), default=None,
+              help="Keep the K most sensitive layers float (ranked by `qyolo-trt sensitivity` on --fallback-images).")
+@click.option("--fallback-budget", "fallback_db", type=float, default=None,
+              help="Keep the fewest most-sensitive layers float that bring the head-output SQNR vs FP32 (dB, on --fallback-images) to this.")
+@click.option("--fallback-images", default=None, help="Images for the fallback ranking (default: --images, else the embedded calib_data/).")
+@click.option("--fallback-num-images", type=click.IntRange(1), default=8, show_default=True, help="Use the first N fallback images.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
-    mode: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, output: Path, as_json: bool,
+    mode: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
+    fallback_images: str | None, fallback_num_images: int, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
     if sum(x is not None for x in (scales_path, calib_cache, images)) != 1:
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
+    if fallback_k is not None and fallback_db is not None:
+        raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
     proto = load_onnx(model)
     start = time.perf_counter()
     scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images)
     parts = tuple(p.strip() for p in keep_float.split(",") if p.strip() and p.strip() != "none")
-    result = quantize(proto, scales, mode=mode, exclude=exclude, keep_float=parts, allow_missing=allow_missing, check_hash=calib_cache is None)
+    options = {"mode": mode, "exclude": exclude, "keep_float": parts, "allow_missing": allow_missing, "check_hash": calib_cache is None}
+    if fallback_k is not None or fallback_db is not None:
+        from ..analysis import auto_fallback, load_feeds
+
+        feeds = load_feeds(proto, fallback_images or images or default_calib(), fallback_num_images)
+        result = auto_fallback(proto, scales, feeds, k=fallback_k, budget_db=fallback_db, **options)
+    else:
+        result = quantize(proto, scales, **options)
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
     emit({"model": str(model), "scales": source, "output": str(output), "report": result.report}, as_json, _text)
@@ -76,4 +92,7 @@ def _text(result: dict[str, Any]) -> str:
         lines.append(f"shifted tensors: {len(report['shifted'])}")
     if report["missing"]:
         lines.append(f"missing scales: {', '.join(report['missing'])}")
+    if fb := report.get("fallback"):
+        lines.append(f"float fallback ({fb['policy']}, head SQNR {fb['sqnr_db']} dB on {fb['num_images']} images): "
+                     + (", ".join(f"{u['unit']} (score {u['score']:.3g})" for u in fb["layers"]) or "none"))
     return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Extra `compare` rows: low-bit (W{b}A{b}) simulations and automatic float fallback, as ``eval.compare.Variant``s."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import onnx
+
+from ..calib import calibrate
+from ..eval.compare import TARGETS, Variant, plan
+from .fallback import auto_fallback
+from .lowbit import quantize_bits
+from .sensitivity import layer_sensitivity, load_feeds
+
+VariantsFn = Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]]
+
+
+def lowbit_rows(methods: Sequence[str], modes: Sequence[str], bits: Sequence[int]) -> VariantsFn:
+    """W{b}A{b} rows for every (method, mode) of the plan except shifted (one calibration pass per width)."""
+
+    def rows(model: onnx.ModelProto, calib: Sequence[Path]) -> list[Variant]:
+        out = []
+        pairs = [(m, mode) for m, mode in plan(methods, modes) if mode != "shifted"]
+        for b in bits:
+            t0 = time.perf_counter()
+            scales = calibrate(model, list(calib), methods=list(dict.fromkeys(m for m, _ in pairs)), bits=b, progress_desc=f"calibrate {b}-bit")
+            seconds = time.perf_counter() - t0
+            for method, mode in pairs:
+                q = quantize_bits(model, scales[method], b, mode=mode)
+                out.append(Variant(f"{method}/{mode} W{b}A{b}", q, TARGETS[mode], seconds, {"method": method, "mode": mode, "bits": b}))
+        return out
+
+    return rows
+
+
+def fallback_rows(method: str, ks: Sequence[int], num_images: int = 8, metric: str = "mse") -> VariantsFn:
+    """``method``/symmetric rows with the k most sensitive units float, for each k in ``ks``; the sensitivity is
+    measured once on the first ``num_images`` calibration images (never on the evaluation images)."""
+
+    def rows(model: onnx.ModelProto, calib: Sequence[Path]) -> list[Variant]:
+        t0 = time.perf_counter()
+        scales = calibrate(model, list(calib), methods=(method,), progress_desc="calibrate")[method]
+        feeds = load_feeds(model, list(calib), num_images)
+        ranking = layer_sensitivity(model, scales, feeds, metric=metric)
+        seconds = time.perf_counter() - t0
+        out = []
+        for k in ks:
+            q = auto_fallback(model, scales, feeds, k=k, metric=metric, ranking=ranking)
+            fb = q.report["fallback"]
+            info = {"method": method, "mode": "symmetric", "fallback_k": fb["k"], "fallback_units": [u["unit"] for u in fb["layers"]],
+                    "fallback_calib_sqnr_db": fb["sqnr_db"]}  # fmt: skip
+            out.append(Variant(f"{method}/symmetric fallback {k}", q.model, TARGETS["symmetric"], seconds, info))
+        return out
+
+    return rows
+
+
+def chained(*fns: VariantsFn) -> VariantsFn:
+    """One ``VariantsFn`` running each of ``fns`` in turn."""
+    return lambda model, calib: [v for fn in fns for v in fn(model, calib)]
