@@ -27,22 +27,30 @@ def expose_plugin_inputs(model: onnx.ModelProto, raw: str) -> onnx.ModelProto:
     return gs.export_onnx(graph)
 
 
-def efficient_nms_reference(boxes: np.ndarray, scores: np.ndarray, score_thr: float, iou_thr: float, max_det: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What EfficientNMS_TRT computes for one image (box_coding=1, per-class, no activation): corner boxes, scores, classes."""
+def efficient_nms_reference(
+    boxes: np.ndarray, scores: np.ndarray, score_thr: float, iou_thr: float, max_det: int, agnostic: bool = False, candidates: int = 4096
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What EfficientNMS_TRT computes for one image (box_coding=1, no activation): the best ``candidates`` (anchor, class)
+    scores >= ``score_thr``, greedy NMS (per class unless ``agnostic``); corner boxes, scores, classes."""
     xy, wh = boxes[:, :2], boxes[:, 2:]
     corners = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
     anchor, cls = np.nonzero(scores >= score_thr)
-    order = np.argsort(-scores[anchor, cls], kind="stable")
+    order = np.argsort(-scores[anchor, cls], kind="stable")[:candidates]
     anchor, cls = anchor[order], cls[order]
     b, conf = corners[anchor], scores[anchor, cls]
     area = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    inter = np.prod(np.clip(np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2]), 0, None), axis=2)
-    iou = inter / (area[:, None] + area[None, :] - inter)
-    keep = np.ones(len(b), bool)
-    for i in range(len(b)):
-        if keep[i]:
-            keep[i + 1:] &= ~((iou[i, i + 1:] >= iou_thr) & (cls[i + 1:] == cls[i]))
-    return b[keep][:max_det], conf[keep][:max_det], cls[keep][:max_det]
+    alive, kept = np.ones(len(b), bool), []
+    for i in range(len(b)):  # best first; stops at max_det kept, like the plugin
+        if not alive[i]:
+            continue
+        kept.append(i)
+        if len(kept) == max_det:
+            break
+        rest = b[i + 1:]
+        inter = np.prod(np.clip(np.minimum(b[i, 2:], rest[:, 2:]) - np.maximum(b[i, :2], rest[:, :2]), 0, None), axis=1)
+        iou = inter / (area[i] + area[i + 1:] - inter)
+        alive[i + 1:] &= ~((iou >= iou_thr) & (agnostic | (cls[i + 1:] == cls[i])))
+    return b[kept], conf[kept], cls[kept]
 
 
 def dynamic_detector(classes: int = 2, size: int = 64) -> onnx.ModelProto:
