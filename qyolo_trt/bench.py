@@ -118,8 +118,9 @@ def run_bench(
     factory: RunnerFactory = get_runner,
     clock: Clock = time.perf_counter,
 ) -> dict[str, Any]:
-    """Load every variant, time them interleaved, and return ``{"batch", "warmup", "iters", "rows"}``;
-    each row has the variant, the runner's ``describe()`` and the ``summarize`` statistics."""
+    """Load every variant, time them interleaved, and return ``{"batch", "warmup", "iters", "baselines", "rows"}``;
+    each row has the variant, the runner's ``describe()``, the ``summarize`` statistics and ``ratios``: its
+    speed-up against each baseline (the rows of the first artifact, e.g. FP32 with f32 forced and default)."""
     if warmup < 0 or iters < 1 or batch < 1:
         raise QyoloError("need --iters >= 1, --warmup >= 0 and --batch >= 1")
     inputs = [make_input(input_shape(v.artifact, v.backend), batch) for v in variants]
@@ -128,8 +129,12 @@ def run_bench(
         calls = [partial(r.infer, {r.input_name: x}) for r, x in zip(runners, inputs)]
         latencies = time_interleaved(calls, warmup, iters, clock)
         described = [r.describe() for r in runners]
+    labels = [v.label if [u.label for u in variants[:i]].count(v.label) == 0 else f"{v.label} #{i + 1}" for i, v in enumerate(variants)]
     rows = [
-        {"label": v.label, "artifact": str(v.artifact), "backend": v.backend, "runner": d, **stats}
-        for v, d, stats in zip(variants, described, summarize(latencies, batch))
+        {"label": label, "artifact": str(v.artifact), "backend": v.backend, "runner": d, **stats}
+        for label, v, d, stats in zip(labels, variants, described, summarize(latencies, batch))
     ]
-    return {"batch": batch, "warmup": warmup, "iters": iters, "rows": rows}
+    baselines = [r for r in rows if (r["artifact"], r["backend"]) == (rows[0]["artifact"], rows[0]["backend"])]
+    for r in rows:
+        r["ratios"] = {b["label"]: b["p50_ms"] / r["p50_ms"] for b in baselines}
+    return {"batch": batch, "warmup": warmup, "iters": iters, "baselines": [b["label"] for b in baselines], "rows": rows}

@@ -107,6 +107,7 @@ def test_run_bench_on_fake_runners_gives_known_latencies_and_ratios() -> None:
     assert [r["label"] for r in rows] == ["a.onnx", "b.onnx", "c.onnx"]
     assert [r["p50_ms"] for r in rows] == pytest.approx([30.0, 10.0, 15.0])
     assert [r["ratio"] for r in rows] == pytest.approx([1.0, 3.0, 2.0])
+    assert result["baselines"] == ["a.onnx"] and rows[2]["ratios"] == pytest.approx({"a.onnx": 2.0})
     assert rows[1]["throughput"] == pytest.approx(300.0)
     assert rows[0]["runner"] == {"backend": "fake", "artifact": "a.onnx", "threads": 1}
     timed = [e for e in log if not e.startswith(("activate", "deactivate"))]
@@ -149,6 +150,8 @@ def test_cli_json_real_ort_run() -> None:
         assert row["throughput"] > 0
     assert result["rows"][0]["ratio"] == 1.0
     assert result["rows"][1]["ratio"] == pytest.approx(result["rows"][0]["p50_ms"] / result["rows"][1]["p50_ms"])
+    assert result["baselines"] == ["yolov5n.onnx", "yolov5n.onnx #2"]  # the same artifact twice: both are baselines
+    assert result["rows"][0]["ratios"]["yolov5n.onnx #2"] == pytest.approx(1 / result["rows"][1]["ratio"])
 
 
 def test_cli_text_real_openvino_run() -> None:
@@ -156,8 +159,9 @@ def test_cli_text_real_openvino_run() -> None:
     proc = run_cli("bench", MODEL, "--backend", "openvino", "--iters", "2", "--warmup", "1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
+    assert "x vs yolov5n.onnx [f32]" in lines[0] and "x vs yolov5n.onnx [default]" in lines[0]
     assert "yolov5n.onnx [f32]" in lines[2] and "| 0/60" in lines[2] and "| 1.00" in lines[2]
-    assert "yolov5n.onnx [default]" in lines[3]
+    assert "yolov5n.onnx [default]" in lines[3] and lines[3].rstrip(" |").endswith("1.00")
 
 
 @pytest.mark.parametrize(

@@ -100,21 +100,17 @@ def profile_table(prof: dict[str, dict[str, float]], top: int = 14) -> str:
     return "\n".join(lines)
 
 
-def ratio_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: each row's speed-up (p50) against OpenVINO FP32 with f32 forced and in its default precision."""
-    base = {r["runner"].get("precision"): r["p50_ms"] for r in rows[:2]}
+def ratio_table(result: dict[str, Any]) -> str:
+    """Markdown: each row's speed-up (p50) against the FP32 baselines (OpenVINO f32 forced and default)."""
     lines = [
-        "| variant | backend | OpenVINO int8 convs | speed-up vs OV f32 | vs OV default |",
-        "|---|---|---|---|---|",
+        "| variant | backend | OpenVINO int8 convs | " + " | ".join(f"x vs {b}" for b in result["baselines"]) + " |",
+        "|---" * (3 + len(result["baselines"])) + "|",
     ]
-    for r in rows:
+    for r in result["rows"]:
         counts = r["runner"].get("conv_precisions") or {}
         int8 = f"{sum(v for k, v in counts.items() if k in INT8)}/{sum(counts.values())}" if counts else "-"
-        prec = r["runner"].get("execution_precision", "fp32")
-        lines.append(
-            f"| {Path(r['artifact']).name} ({prec}) | {r['backend']} | {int8} | "
-            f"{base['f32'] / r['p50_ms']:.2f}x | {base['default'] / r['p50_ms']:.2f}x |"
-        )
+        ratios = " | ".join(f"{r['ratios'][b]:.2f}x" for b in result["baselines"])
+        lines.append(f"| {r['label']} | {r['backend']} | {int8} | {ratios} |")
     return "\n".join(lines)
 
 
@@ -147,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_bench(variants, warmup=args.warmup, iters=args.iters)
     result["float_convs_openvino"] = {str(m): float_convs(m) for m in int8}
     result["command"] = " ".join(["python", "tools/bench_cpu.py", *(argv if argv is not None else sys.argv[1:])])
-    table = ratio_table(result["rows"])
+    table = ratio_table(result)
     if args.profile:
         result["profile_ms"] = profile([v for v in variants if v.backend == "openvino"], args.profile)
         table += "\n\nOpenVINO per-layer medians (ms, PERF_COUNT):\n" + profile_table(result["profile_ms"])

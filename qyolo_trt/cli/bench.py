@@ -11,7 +11,7 @@ from ..backends import RUNNERS
 from ..bench import OV_PRECISIONS, plan, run_bench
 from .common import emit, format_table, json_option, log
 
-COLUMNS = ["label", "precision", "conv_int8", "p50_ms", "p90_ms", "p99_ms", "img/s", "ratio"]
+COLUMNS = ["label", "precision", "conv_int8", "p50_ms", "p90_ms", "p99_ms", "img/s"]
 
 
 @click.command("bench")
@@ -33,7 +33,7 @@ def bench_cmd(
     artifacts: tuple[Path, ...], backend: str | None, batch: int, warmup: int, iters: int, threads: int, ov_precision: str, as_json: bool
 ) -> None:
     """Time ARTIFACTS interleaved (round-robin) in one run: p50/p90/p99 latency, throughput and the
-    speed-up ratio against the first row (first p50 / this p50)."""
+    speed-up against the first artifact (its p50 / this p50); on OpenVINO against both of its rows."""
     backend = backend or ("trt" if artifacts[0].suffix == ".engine" else "ort")
     variants = plan(artifacts, backend, threads, ov_precision)
     result = run_bench(variants, batch=batch, warmup=warmup, iters=iters)
@@ -51,11 +51,12 @@ def _text(result: dict[str, Any]) -> str:
             "p90_ms": r["p90_ms"],
             "p99_ms": r["p99_ms"],
             "img/s": r["throughput"],
-            "ratio": r["ratio"],
+            **{f"x vs {b}": x for b, x in r["ratios"].items()},
         }
         for r in result["rows"]
     ]
-    return format_table(rows, COLUMNS, floatfmt=".2f") + f"\n(ratio = first row's p50 / this row's p50; {result['iters']} interleaved rounds)"
+    columns = COLUMNS + [f"x vs {b}" for b in result["baselines"]]
+    return format_table(rows, columns, floatfmt=".2f") + f"\n(x vs B = B's p50 / this row's p50; {result['iters']} interleaved rounds)"
 
 
 def _conv_int8(described: dict[str, Any]) -> str:
