@@ -94,3 +94,11 @@ def observed_scales(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> Sca
             lower=lo, upper=hi, shift=(lo + hi) / 2, shift_scale=(hi - lo) / 254,
         )
     return ScalesFile(model_hash(model), "max", 1, tensors)
+
+
+def fixed_scales(model: onnx.ModelProto, amax: float = 4.0) -> ScalesFile:
+    """One post-SiLU-like range for every tensor: enough to test placement on random-weight structure models."""
+    names = {t for n in model.graph.node for t in [*n.input, *n.output] if t} | {i.name for i in model.graph.input}
+    lo = -0.2785
+    rng = TensorRange(scale=amax / 127, clip=amax, min=lo, max=amax, lower=lo, upper=amax, shift=(lo + amax) / 2, shift_scale=(amax - lo) / 254)
+    return ScalesFile(model_hash(model), "fixed", 0, dict.fromkeys(names, rng))

@@ -12,6 +12,7 @@ from conftest import assert_clean_error, run_cli
 from qdq_graphs import observed_scales, tiny_detector
 
 from qyolo_trt.calib.scales import write_trt_cache
+from qyolo_trt.fileio import sha256_bytes
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +74,28 @@ def test_bad_input_is_one_clean_line(tiny, tmp_path, structure_models):
     model, scales = tiny
     out = tmp_path / "never.onnx"
     assert_clean_error(run_cli("quantize", model, "-o", out), "exactly one of")
-    assert_clean_error(run_cli("quantize", model, "--scales", scales, "--images", "calib_data", "-o", out), "exactly one of")
     assert_clean_error(run_cli("quantize", structure_models["yolov8n"], "--scales", scales, "-o", out), "not this model")
     data = json.loads(scales.read_text())
     del data["tensors"]["cat_out"]
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps(data))
     assert_clean_error(run_cli("quantize", model, "--scales", partial, "-o", out), "no scale for 1 tensor(s): cat_out")
-    assert_clean_error(run_cli("quantize", model, "--scales", scales, "--keep-float", "neck", "-o", out), "keep-float")
     assert not out.exists() and not list(tmp_path.glob(".never*"))
     proc = run_cli("quantize", model, "--scales", partial, "--allow-missing", "-o", out, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["report"]["missing"] == ["cat_out"]
     assert_clean_error(run_cli("inspect", scales), "expected an .onnx model or an .engine")
-    assert_clean_error(run_cli("inspect", tmp_path / "absent.onnx"), "no such file")
+
+
+def test_inspect_engine_reads_its_sidecar(tmp_path):
+    """An .engine is described from NAME.engine.json (no TensorRT needed); the bytes are checked against its hash."""
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan bytes")
+    io = [{"name": "images", "shape": [1, 3, 640, 640], "dtype": "float32"}]
+    sidecar = {"backend": "tensorrt-rtx", "backend_version": "1.7", "targets": ["sm89"], "precision": "int8", "gpu": None,
+               "inputs": io, "outputs": [{**io[0], "name": "output0"}], "engine_sha256": sha256_bytes(b"plan bytes")}
+    engine.with_name("m.engine.json").write_text(json.dumps(sidecar))
+    proc = run_cli("inspect", engine, "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["engine_sha256_ok"] is True and info["targets"] == ["sm89"] and info["engine_bytes"] == 10
+    assert "tensorrt-rtx 1.7, int8, targets sm89" in run_cli("inspect", engine).stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from qdq_graphs import observed_scales
+from qdq_graphs import fixed_scales, observed_scales
 
 from qyolo_trt.backends.ort.session import make_session
 from qyolo_trt.data import ImageLoader
@@ -25,6 +25,10 @@ EXPECTED = {
 }
 
 
+def tensor_names(model: onnx.ModelProto) -> set[str]:
+    return {t for n in model.graph.node for t in [*n.input, *n.output] if t}
+
+
 @pytest.fixture(scope="module")
 def models(yolov5n_onnx, structure_models) -> dict[str, Path]:
     return {"yolov5n": yolov5n_onnx, **structure_models}
@@ -37,11 +41,11 @@ def bus(bus_jpg) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def prepared(models, bus):
-    """name -> (FP32 model, max scales observed on bus.jpg)."""
+    """name -> (FP32 model, scales): max observed on bus.jpg for the real model, one fixed range for random weights."""
     out = {}
     for name, path in models.items():
         model = onnx.load(path)
-        out[name] = (model, observed_scales(model, {"images": bus}))
+        out[name] = (model, observed_scales(model, {"images": bus}) if name == "yolov5n" else fixed_scales(model))
     return out
 
 
@@ -58,6 +62,7 @@ def test_placement_counts_lint_and_speed(prepared, name):
     assert lint(result.model) == []
     shifted = quantize(model, scales, mode="shifted")
     assert shifted.report["shifted"] and lint(shifted.model) == []
+    assert tensor_names(model) <= tensor_names(shifted.model)  # FP32 and QDQ intermediates compare by name
 
 
 def test_yolov5n_head_is_the_three_detect_convs(prepared):
@@ -71,7 +76,7 @@ def test_anchor_free_head_is_found_by_structure(prepared):
 
 
 @pytest.mark.parametrize(
-    ("name", "mode"), [*((n, "symmetric") for n in EXPECTED), ("yolov5n", "shifted"), ("yolov5n", "asymmetric")]
+    ("name", "mode"), [("yolov5n", m) for m in ("symmetric", "shifted", "asymmetric")] + [("yolov8n", "symmetric"), ("yolo11n", "shifted")]
 )
 def test_runs_in_onnxruntime_and_openvino(prepared, bus, tmp_path, name, mode):
     ov = pytest.importorskip("openvino")

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from qdq_graphs import observed_scales
+from qdq_graphs import fixed_scales, observed_scales
 
-from qyolo_trt.calib.scales import ScalesFile, TensorRange
+from qyolo_trt.calib.scales import ScalesFile
 from qyolo_trt.data import ImageLoader
-from qyolo_trt.model import model_hash
 from qyolo_trt.qdq import quantize
 
 pytest.importorskip("tensorrt_rtx", reason="tensorrt-rtx is not installed (pip install 'qyolo-trt[rtx]')")
@@ -58,9 +57,7 @@ def test_yolov5n_symmetric_and_shifted_build_int8(yolov5n_onnx, bus_jpg, tmp_pat
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
 def test_anchor_free_models_build_int8(structure_models, tmp_path, name):
     model = onnx.load(structure_models[name])
-    names = {t for n in model.graph.node for t in [*n.input, *n.output]} | {"images"}
-    unit = TensorRange(scale=4.0 / 127, clip=4.0, min=-0.2785, max=4.0)  # placement, not accuracy: one range for all
-    _, report = build(model, ScalesFile(model_hash(model), "fixed", 0, dict.fromkeys(names, unit)), tmp_path / f"{name}.onnx")
+    _, report = build(model, fixed_scales(model), tmp_path / f"{name}.onnx")  # placement, not accuracy: one range for all
     qdq = onnx.load(tmp_path / f"{name}.onnx")
     check_int8_placement(qdq, report)
     assert report.conv_total - report.conv_int8 == 7  # the head: 3 box + 3 class branch ends and the DFL conv

@@ -24,7 +24,7 @@ def inspect_cmd(artifact: Path, strict: bool, as_json: bool) -> None:
     TensorRT's explicit-quantization rules; for .engine, its sidecar report."""
     if artifact.suffix == ".engine":
         sidecar = importlib.import_module("qyolo_trt.backends.tensorrt.sidecar")
-        emit(sidecar.describe_engine(artifact), as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+        emit(sidecar.describe_engine(artifact), as_json, sidecar.summary_text)
         return
     if artifact.suffix != ".onnx":
         raise QyoloError(f"{artifact}: expected an .onnx model or an .engine file")

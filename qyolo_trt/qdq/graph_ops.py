@@ -84,10 +84,15 @@ def insert_shift(self: gs.Graph, tensor: gs.Tensor, shift: float) -> gs.Variable
 
 @gs.Graph.register()
 def add_to_bias(self: gs.Graph, conv: gs.Node, delta: np.ndarray) -> None:
-    """Add ``delta`` (one value per output channel) to a Conv's bias, creating the bias if absent."""
+    """Add ``delta`` (one value per output channel) to a Conv's bias, creating the bias if absent.
+
+    A bias used by this conv alone keeps its name (the old tensor becomes ``<name>_float``)."""
     old = conv.inputs[2] if len(conv.inputs) > 2 else None
     bias = constant_values(old) if old is not None else np.zeros(delta.shape, dtype=np.float32)
-    new = gs.Constant(f"{conv.outputs[0].name}_bias_shifted", (bias + delta).astype(np.float32))
+    name = f"{conv.outputs[0].name}_bias_shifted"
+    if old is not None and len(old.outputs) == 1:
+        name, old.name = old.name, f"{old.name}_float"
+    new = gs.Constant(name, (bias + delta).astype(np.float32))
     if old is None:
         conv.inputs.append(new)
     else:
