@@ -18,7 +18,7 @@ from ..calib.scales import ScalesFile, TensorRange
 from ..errors import QyoloError
 from ..model import model_hash
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
-from .rules import RULES, GraphView, Placement, find_head, first_conv
+from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
 from .rules.shift import can_shift, fold_shift
 
 MODES = ("symmetric", "shifted", "asymmetric")
@@ -66,18 +66,7 @@ def quantize(
     graph = gs.import_onnx(_copy(model))  # graphsurgeon's export renames the initializers it was given in place
     graph.toposort()
     head = find_head(graph)
-    floats = _float_reasons(graph, _compile(exclude), keep_float, head)
-    view = GraphView(graph)
-    plan: Plan = []
-    float_nodes: list[dict[str, str]] = []
-    for node in graph.nodes:
-        place = RULES[node.op](node, view) if node.op in RULES else None
-        if place is None:
-            continue
-        if id(node) in floats:
-            float_nodes.append(_entry(node, floats[id(node)]))
-        else:
-            plan.append((node, place))
+    plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(exclude), keep_float, head))
     plan, params, missing = _resolve(plan, scales.tensors, allow_missing, float_nodes)
     shifted = _apply(graph, plan, params, mode)
     graph.cleanup().toposort()
@@ -94,12 +83,31 @@ def quantize(
         "head": {"final_convs": [c.name for c in head.final_convs], "nodes": len(head.nodes)} if "head" in keep_float else None,
         "opset": graph.opset,
     }
+    return QuantizeResult(_export(graph, model, report), report)
+
+
+def _export(graph: gs.Graph, source: onnx.ModelProto, report: dict[str, Any]) -> onnx.ModelProto:
+    """The ONNX model, with the source's metadata and the report under ``REPORT_KEY``."""
     out = gs.export_onnx(graph)
-    for prop in model.metadata_props:
+    for prop in source.metadata_props:
         if prop.key != REPORT_KEY:
             out.metadata_props.add(key=prop.key, value=prop.value)
     out.metadata_props.add(key=REPORT_KEY, value=json.dumps(report, sort_keys=True))
-    return QuantizeResult(out, report)
+    return out
+
+
+def _plan(graph: gs.Graph, floats: dict[int, str]) -> tuple[Plan, list[dict[str, str]]]:
+    """Ask each node's rule where it wants quantizers; nodes kept float go to the report instead."""
+    view = GraphView(graph)
+    plan: Plan = []
+    float_nodes: list[dict[str, str]] = []
+    for node in graph.nodes:
+        place = RULES[node.op](node, view) if node.op in RULES else None
+        if place is not None and id(node) in floats:
+            float_nodes.append(_entry(node, floats[id(node)]))
+        elif place is not None:
+            plan.append((node, place))
+    return plan, float_nodes
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -115,7 +123,7 @@ def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
         raise QyoloError(f"bad --exclude regex {exc.pattern!r}: {exc}") from None
 
 
-def _float_reasons(graph: gs.Graph, exclude: list[re.Pattern[str]], keep_float: tuple[str, ...], head) -> dict[int, str]:
+def _float_reasons(graph: gs.Graph, exclude: list[re.Pattern[str]], keep_float: tuple[str, ...], head: Head) -> dict[int, str]:
     """node id -> why it stays float (user regex first, then first conv, then head)."""
     reasons: dict[int, str] = {}
     if "head" in keep_float:
@@ -197,28 +205,19 @@ def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, f
 def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str) -> list[str]:
     """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers), then weights. Returns shifted tensors."""
     by_name = graph.tensors()
-    consumers = {name: list(by_name[name].outputs) for name in params}
-    quantized_ids = {id(n) for n, _ in plan}
+    quantized = {id(n) for n, _ in plan}
     dq: dict[str, gs.Variable] = {}
     shifted: list[str] = []
     for node, place in plan:
         for i in place.activations:
             t = node.inputs[i]
             if t.name not in dq:
-                rng = params[t.name]
-                src = t
-                if mode == "shifted" and can_shift(consumers[t.name], rng):
-                    src = graph.insert_shift(t, rng.shift)
-                    for conv in consumers[t.name]:
-                        if id(conv) in quantized_ids:
-                            fold_shift(graph, conv, rng.shift)
+                consumers = list(by_name[t.name].outputs)
+                if mode == "shifted" and can_shift(consumers, params[t.name]):
                     shifted.append(t.name)
-                    dq[t.name] = graph.insert_qdq(src, rng.shift_scale)
-                elif mode == "asymmetric":
-                    scale, zp = rng.asymmetric()
-                    dq[t.name] = graph.insert_qdq(src, scale, zp, np.uint8)
+                    dq[t.name] = _shifted_qdq(graph, t, params[t.name], [c for c in consumers if id(c) in quantized])
                 else:
-                    dq[t.name] = graph.insert_qdq(src, rng.scale)
+                    dq[t.name] = _qdq(graph, t, params[t.name], mode)
             node.inputs[i] = dq[t.name]
     weights: dict[str, gs.Tensor] = {}
     for node, place in plan:
@@ -229,3 +228,18 @@ def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: st
                 weights[name] = node.inputs[i]
             node.inputs[i] = weights[name]
     return sorted(shifted)
+
+
+def _qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, mode: str) -> gs.Variable:
+    if mode == "asymmetric":
+        scale, zero_point = rng.asymmetric()
+        return graph.insert_qdq(t, scale, zero_point, np.uint8)
+    return graph.insert_qdq(t, rng.scale)
+
+
+def _shifted_qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, convs: list[gs.Node]) -> gs.Variable:
+    """``t - shift`` -> symmetric Q/DQ with ``shift_scale``; the shift is folded into the convs' biases (before
+    their weights are quantized)."""
+    for conv in convs:
+        fold_shift(graph, conv, rng.shift)
+    return graph.insert_qdq(graph.insert_shift(t, rng.shift), rng.shift_scale)
