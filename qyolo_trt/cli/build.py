@@ -39,7 +39,7 @@ def _text(result: dict[str, Any]) -> str:
               "Default: RTX 4090 + T4 with TensorRT-RTX, the local GPU with TensorRT.")
 @click.option("--batch", type=click.IntRange(min=1), help="Static batch size (min = opt = max).")
 @click.option("--min-batch", type=click.IntRange(min=1), help="Dynamic batch profile: min.")
-@click.option("--opt-batch", type=click.IntRange(min=1), help="Dynamic batch profile: opt.")
+@click.option("--opt-batch", type=click.IntRange(min=1), help="Dynamic batch profile: opt (default: max).")
 @click.option("--max-batch", type=click.IntRange(min=1), help="Dynamic batch profile: max.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (read if present, then updated).")
 @click.option("--nms", is_flag=True, help="Append EfficientNMS_TRT: outputs num_dets, det_boxes, det_scores, det_classes.")
@@ -52,7 +52,11 @@ def _text(result: dict[str, Any]) -> str:
 @json_option
 def build_cmd(model: Path | None, gpus: tuple[str, ...], batch: int | None, min_batch: int | None, opt_batch: int | None,
               max_batch: int | None, nms: bool, nms_score: float, nms_iou: float, nms_max_det: int, as_json: bool, **opts: Any) -> None:
-    """Build TensorRT engine(s) from MODEL (.onnx, .qdq.onnx or .pt; default: the embedded yolov5n)."""
+    """Build TensorRT engine(s) from MODEL (.onnx, .qdq.onnx, .pt or .yaml; default: the embedded yolov5n).
+
+    FP32 models are calibrated and quantized first (scales and QDQ model are kept beside the engine and
+    reused); with TensorRT-RTX, Turing (sm75) targets get their own FP16 engine.
+    """
     from ..build import BuildRequest, run_build
 
     if batch and any((min_batch, opt_batch, max_batch)):
