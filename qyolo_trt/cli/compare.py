@@ -32,11 +32,15 @@ def _csv(value: str) -> list[str]:
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True, help="Confidence threshold.")
 @click.option("--iou", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="NMS IoU threshold.")
 @click.option("--max-det", type=click.IntRange(1), default=300, show_default=True, help="Detections kept per image.")
+@click.option("--bits", "low_bits", default="", help="Also W{b}A{b} rows for these low-bit widths, e.g. 4,6 (fake-quantized; symmetric/asymmetric).")
+@click.option("--auto-fallback", "fallback_ks", default="",
+              help="Also rows of the first method (symmetric) with the K most sensitive layers float, e.g. 1,2,4,8 (ranked on 8 calibration images).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Also write the result JSON here (atomically).")
 @json_option
 def compare_cmd(
     model: Path | None, calib: Path | None, data: Path, methods: str, modes: str, num_calib: int | None, num_images: int | None,
-    allow_overlap: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, output: Path | None, as_json: bool,
+    allow_overlap: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
+    output: Path | None, as_json: bool,
 ) -> None:
     """Calibrate MODEL once with every method, quantize each in the requested modes, and evaluate FP32 and
     every QDQ model on the same --data images: label mAP with the drop's paired-bootstrap 95% CI, FP32
@@ -59,11 +63,27 @@ def compare_cmd(
         allow_overlap=allow_overlap,
         post=PostProcess(conf=conf, iou=iou, max_det=max_det),
         samples=samples,
+        extra_variants=_extra_rows(method_list, mode_list, low_bits, fallback_ks),
     )
     if output is not None:
         write_text_atomic(output, json.dumps(result, indent=2, sort_keys=True) + "\n")
         log(f"compare: wrote {output}")
     emit(result, as_json, lambda r: _text(r, table_rows(r), COLUMNS))
+
+
+def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks: str):
+    """The low-bit and float-fallback rows (``qyolo_trt.analysis.rows``), or None."""
+    try:
+        bits, ks = [int(b) for b in _csv(low_bits)], [int(k) for k in _csv(fallback_ks)]
+    except ValueError:
+        raise QyoloError("--bits and --auto-fallback take comma-separated integers") from None
+    if bad := [b for b in bits if not 2 <= b <= 8] + [k for k in ks if k < 0]:
+        raise QyoloError(f"--bits must be in 2..8 and --auto-fallback >= 0 (got {bad})")
+    if not bits and not ks:
+        return None
+    from ..analysis.rows import chained, fallback_rows, lowbit_rows
+
+    return chained(*([lowbit_rows(methods, modes, bits)] if bits else []), *([fallback_rows(methods[0], ks)] if ks else []))
 
 
 def _text(result: dict[str, Any], rows: list[dict[str, Any]], columns: list[str]) -> str:

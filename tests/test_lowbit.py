@@ -1,0 +1,95 @@
+"""Low-bit (W4A4, W6A6) simulation: clips searched for the low-bit grid, int4 weights, exact activation fake-quant."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from qdq_graphs import observed_scales, tensor_values, tiny_detector
+
+from conftest import assert_clean_error, run_cli
+from qyolo_trt.analysis import lower_bits, quantize_bits
+from qyolo_trt.calib import Histogram, MethodOptions, compute_range
+from qyolo_trt.errors import QyoloError
+from qyolo_trt.qdq import quantize
+
+FEEDS = {"images": np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32)}
+
+
+@pytest.fixture(scope="module")
+def model() -> onnx.ModelProto:
+    return tiny_detector()
+
+
+def scales_for(model: onnx.ModelProto, bits: int):
+    """Max-observed ranges on the ``bits`` grid (scale = clip / (2**(bits-1) - 1))."""
+    base = observed_scales(model, FEEDS)
+    qmax = 2 ** (bits - 1) - 1
+    tensors = {k: dataclasses.replace(r, scale=r.clip / qmax, shift_scale=None, shift=None) for k, r in base.tensors.items()}
+    return dataclasses.replace(base, tensors=tensors, params={"bits": bits})
+
+
+def test_gaussian_clip_follows_the_grid():
+    hist = Histogram()
+    hist.update(np.random.default_rng(0).normal(0, 1, 400_000).astype(np.float32))
+    clips = {b: compute_range("mse", hist, MethodOptions(bits=b)) for b in (4, 8)}
+    assert 2.3 < clips[4].clip < 2.7  # the MSE-optimal 4-bit clip of N(0, 1) is ~2.5 sigma (Banner et al., ACIQ)
+    assert clips[8].clip > 3.5
+    assert clips[4].scale * 7 == pytest.approx(clips[4].clip) and clips[8].scale * 127 == pytest.approx(clips[8].clip)
+    uh4 = compute_range("uh", hist, MethodOptions(bits=4))
+    assert uh4.shift_scale == pytest.approx((uh4.shift * 2 - 2 * uh4.lower) / 14)  # (upper - lower) / (2 qmax)
+
+
+def _weight_fakequant(w: np.ndarray, bits: int) -> np.ndarray:
+    qmax = 2 ** (bits - 1) - 1
+    s = np.abs(w).reshape(len(w), -1).max(axis=1).reshape(-1, 1, 1, 1) / qmax
+    return np.clip(np.rint(w / s), -qmax, qmax) * s
+
+
+@pytest.mark.parametrize("bits", [4, 6])
+def test_weights_and_activations_on_the_grid(model, bits):
+    low = quantize_bits(model, scales_for(model, bits), bits)
+    onnx.checker.check_model(low)
+    qmax = 2 ** (bits - 1) - 1
+    opset = next(o.version for o in low.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset == (21 if bits == 4 else 17)
+    inits = {t.name: t for t in low.graph.initializer}
+    assert inits["cv2.weight_int8"].data_type == (onnx.TensorProto.INT4 if bits == 4 else onnx.TensorProto.INT8)
+    values = tensor_values(low, FEEDS)
+    fp32_w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name in ("stem.weight", "cv2.weight", "cv4.weight"):
+        np.testing.assert_allclose(values[name], _weight_fakequant(fp32_w[name], bits), rtol=1e-6, atol=1e-7)
+    s = float(numpy_helper.to_array(inits["cv2_act_qscale"]))
+    x, y = values["cv2_act"], values["cv2_act_dequantized"]  # a quantized activation before / after its Q/DQ + Clip
+    np.testing.assert_allclose(y, np.clip(np.rint(x / s), -qmax, qmax) * s, rtol=1e-6, atol=1e-6)
+    assert np.unique(np.rint(y / s)).size > qmax // 2  # a real spread of levels (post-SiLU: mostly positive)
+
+
+def test_asymmetric_grid(model):
+    low = quantize_bits(model, scales_for(model, 4), 4, mode="asymmetric")
+    values = tensor_values(low, FEEDS)
+    inits = {t.name: numpy_helper.to_array(t) for t in low.graph.initializer}
+    s, zp = float(inits["cv2_act_qscale"]), int(inits["cv2_act_qzero"])
+    assert 0 <= zp <= 15
+    k = values["cv2_act_dequantized"] / s + zp
+    np.testing.assert_allclose(k, np.rint(k), atol=1e-3)
+    assert k.min() >= -1e-3 and k.max() <= 15 + 1e-3
+
+
+def test_eight_bits_is_unchanged(model):
+    q = quantize(model, observed_scales(model, FEEDS)).model
+    assert lower_bits(q, model, 8).SerializeToString() == q.SerializeToString()
+
+
+def test_scales_must_match_the_width(model):
+    with pytest.raises(QyoloError, match="calibrated for 8 bits, not 4"):
+        quantize_bits(model, observed_scales(model, FEEDS), 4)
+    with pytest.raises(QyoloError, match="symmetric and asymmetric"):
+        quantize_bits(model, scales_for(model, 4), 4, mode="shifted")
+
+
+def test_compare_cli_rejects_bad_bits(coco_dir):
+    assert_clean_error(run_cli("compare", "--data", coco_dir / "instances.json", "--bits", "9"), "--bits")
