@@ -7,16 +7,16 @@ import numpy as np
 
 from ..histogram import Histogram
 from ..scales import TensorRange
-from .search import argmin_search, grid_error, nonzero_bins
+from .search import GridScorer, argmin_search
 
 
 def mse(hist: Histogram, options) -> TensorRange:
     qmax = options.qmax
-    x, n = nonzero_bins(hist)
+    grid = GridScorer(hist)
     w = hist.width
 
     def score(ks: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, np.zeros(ks.size), ks * w / qmax, -qmax, qmax)
+        return grid.error(np.zeros(ks.size), ks * w / qmax, -qmax, qmax)
 
     k_abs = max(1, min(hist.bins, int(np.ceil(hist.absmax / w))))
     clip = argmin_search(score, np.arange(1, k_abs + 1)) * w

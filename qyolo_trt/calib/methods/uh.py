@@ -13,25 +13,25 @@ import numpy as np
 
 from ..histogram import Histogram
 from ..scales import TensorRange
-from .search import argmin_search, grid_error, nonzero_bins, upper_candidates
+from .search import GridScorer, argmin_search, upper_candidates
 
 
 def uh(hist: Histogram, options) -> TensorRange:
     qmax, steps = options.qmax, options.steps
-    x, n = nonzero_bins(hist)
+    grid = GridScorer(hist)
     w = hist.width
     lower = min(hist.min, 0.0)
     ks = upper_candidates(hist, max(hist.max, w))
     ks_sym = upper_candidates(hist, hist.absmax)  # = ks unless the negative side is the larger one
 
     def symmetric(k: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, np.zeros(k.size), k * w / qmax, -qmax, qmax)
+        return grid.error(np.zeros(k.size), k * w / qmax, -qmax, qmax)
 
     def asymmetric(k: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, np.full(k.size, lower), (k * w - lower) / steps, 0, steps)
+        return grid.error(np.full(k.size, lower), (k * w - lower) / steps, 0, steps)
 
     def shifted(k: np.ndarray) -> np.ndarray:
-        return grid_error(x, n, (lower + k * w) / 2, (k * w - lower) / (2 * qmax), -qmax, qmax)
+        return grid.error((lower + k * w) / 2, (k * w - lower) / (2 * qmax), -qmax, qmax)
 
     clip = argmin_search(symmetric, ks_sym) * w
     upper = argmin_search(asymmetric, ks) * w
