@@ -93,3 +93,16 @@ def test_scales_must_match_the_width(model):
 
 def test_compare_cli_rejects_bad_bits(coco_dir):
     assert_clean_error(run_cli("compare", "--data", coco_dir / "instances.json", "--bits", "9"), "--bits")
+
+
+def test_cli_calibrate_and_quantize_w4(tmp_path):
+    scales, out = tmp_path / "s4.json", tmp_path / "w4.onnx"
+    proc = run_cli("calibrate", "--num-images", "1", "--bits", "4", "-o", scales)
+    assert proc.returncode == 0, proc.stderr
+    assert_clean_error(run_cli("quantize", "--scales", scales, "-o", out), "calibrated for 4 bits")
+    assert not out.exists()
+    proc = run_cli("quantize", "--scales", scales, "--bits", "4", "-o", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    low = onnx.load(out)
+    assert next(o.version for o in low.opset_import if o.domain in ("", "ai.onnx")) == 21
+    assert sum(t.data_type == onnx.TensorProto.INT4 for t in low.graph.initializer) > 50  # every quantized conv weight

@@ -47,13 +47,18 @@ def lower_bits(qdq: onnx.ModelProto, fp32: onnx.ModelProto, bits: int) -> onnx.M
     return _toposorted(out)
 
 
-def quantize_bits(model: onnx.ModelProto, scales: ScalesFile, bits: int, **options) -> onnx.ModelProto:
-    """``quantize`` then ``lower_bits``; the scales must have been calibrated for ``bits``."""
+def check_bits(scales: ScalesFile, bits: int, mode: str = "symmetric") -> None:
+    """The scales must have been calibrated for ``bits``; the shifted mode is 8-bit only."""
     have = int(scales.params.get("bits", 8))
     if have != bits:
         raise QyoloError(f"the scales ({scales.method}) were calibrated for {have} bits, not {bits}: recalibrate with --bits {bits}")
-    if options.get("mode", "symmetric") == "shifted" and bits != 8:
+    if mode == "shifted" and bits != 8:
         raise QyoloError("low-bit simulation supports the symmetric and asymmetric modes")
+
+
+def quantize_bits(model: onnx.ModelProto, scales: ScalesFile, bits: int, **options) -> onnx.ModelProto:
+    """``quantize`` then ``lower_bits`` (after ``check_bits``)."""
+    check_bits(scales, bits, options.get("mode", "symmetric"))
     return lower_bits(quantize(model, scales, **options).model, model, bits)
 
 

@@ -25,6 +25,7 @@ def _per_method(path: Path, method: str, several: bool) -> Path:
 @click.option("--num-images", type=int, default=None, help="Use at most N readable images [default: all].")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size (models with a static batch run one image at a time).")
 @click.option("--bins", type=int, default=2048, show_default=True, help="Histogram bins per side.")
+@click.option("--bits", type=click.IntRange(2, 8), default=8, show_default=True, help="Search the clips for this grid (4, 6: low-bit simulation with `quantize --bits`).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Scales file (JSON) to write.")
 @click.option("--calib-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the symmetric scales as a TensorRT calibration cache.")
 @click.option("--from-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Run no images: convert this TensorRT calibration cache (trtexec, Polygraphy, ModelOpt) into a scales file for MODEL.")
@@ -37,6 +38,7 @@ def calibrate_cmd(
     num_images: int | None,
     batch: int,
     bins: int,
+    bits: int,
     output: Path,
     calib_cache: Path | None,
     from_cache: Path | None,
@@ -60,7 +62,7 @@ def calibrate_cmd(
         results = {converted.method: converted}
     else:
         methods = list(METHODS) if method == "all" else [method]
-        results = calibrate(model_path, images or default_calib(), methods, num_images, batch, bins, percentile)
+        results = calibrate(model_path, images or default_calib(), methods, num_images, batch, bins, percentile, bits=bits)
     several = len(results) > 1
     written: list[str] = []
     for name, scales in results.items():

@@ -35,12 +35,14 @@ from .common import emit, json_option, log
               help="Keep the fewest most-sensitive layers float that bring the head-output SQNR vs FP32 (dB, on --fallback-images) to this.")
 @click.option("--fallback-images", default=None, help="Images for the fallback ranking (default: --images, else the embedded calib_data/).")
 @click.option("--fallback-num-images", type=click.IntRange(1), default=8, show_default=True, help="Use the first N fallback images.")
+@click.option("--bits", type=click.IntRange(2, 8), default=8, show_default=True,
+              help="Low-bit simulation (W{b}A{b}, fake-quantized for ONNX Runtime; int4 weights at 4): the scales must be calibrated for it.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     mode: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
-    fallback_images: str | None, fallback_num_images: int, output: Path, as_json: bool,
+    fallback_images: str | None, fallback_num_images: int, bits: int, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
@@ -48,9 +50,11 @@ def quantize_cmd(
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
     if fallback_k is not None and fallback_db is not None:
         raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
+    if bits != 8 and (fallback_k is not None or fallback_db is not None):
+        raise QyoloError("--bits below 8 does not combine with --auto-fallback / --fallback-budget")
     proto = load_onnx(model)
     start = time.perf_counter()
-    scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images)
+    scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images, bits)
     parts = tuple(p.strip() for p in keep_float.split(",") if p.strip() and p.strip() != "none")
     options = {"mode": mode, "exclude": exclude, "keep_float": parts, "allow_missing": allow_missing, "check_hash": calib_cache is None}
     if fallback_k is not None or fallback_db is not None:
@@ -60,12 +64,20 @@ def quantize_cmd(
         result = auto_fallback(proto, scales, feeds, k=fallback_k, budget_db=fallback_db, **options)
     else:
         result = quantize(proto, scales, **options)
+    if bits != 8 or scales.params.get("bits", 8) != 8:
+        from ..analysis.lowbit import check_bits, lower_bits
+
+        check_bits(scales, bits, mode)
+        result.model = lower_bits(result.model, proto, bits)
+        result.report["bits"] = bits
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
     emit({"model": str(model), "scales": source, "output": str(output), "report": result.report}, as_json, _text)
 
 
-def _scales(proto, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None) -> tuple[ScalesFile, str]:
+def _scales(
+    proto, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None, bits: int = 8
+) -> tuple[ScalesFile, str]:
     if scales_path is not None:
         return ScalesFile.load(scales_path), str(scales_path)
     if calib_cache is not None:
@@ -74,7 +86,7 @@ def _scales(proto, scales_path: Path | None, calib_cache: Path | None, images: s
     from ..calib import calibrate  # heavy: ORT pass over the images
 
     log(f"quantize: calibrating ({method}) on {images}")
-    return calibrate(proto, images, methods=(method,), num_images=num_images)[method], f"{method} on {images}"
+    return calibrate(proto, images, methods=(method,), num_images=num_images, bits=bits)[method], f"{method} on {images}"
 
 
 def _text(result: dict[str, Any]) -> str:
