@@ -83,6 +83,7 @@ def render(name: str, hist: Histogram, found: dict[str, TensorRange]):
     ax.set_yscale("log")
     if SILU_MIN - 1e-3 <= hist.min < 0.9 * SILU_MIN:
         ax.axvspan(SILU_MIN, 0.0, color="gold", alpha=0.3, label=f"SiLU band [{SILU_MIN}, 0]")
+        _silu_zoom(ax, hist)
     for method, r in found.items():
         color = COLORS.get(method, "black")
         ax.axvline(r.clip, color=color, lw=1.5, label=f"{method} clip ±{r.clip:.4g}")
@@ -98,6 +99,20 @@ def render(name: str, hist: Histogram, found: dict[str, TensorRange]):
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def _silu_zoom(ax, hist: Histogram) -> None:
+    """An inset of the raw (unmerged) bins around the SiLU band."""
+    edges = (np.arange(-hist.bins, hist.bins + 1)) * hist.width
+    keep = np.flatnonzero((edges[:-1] >= 1.5 * SILU_MIN) & (edges[1:] <= -1.5 * SILU_MIN))
+    if keep.size < 2:
+        return
+    inset = ax.inset_axes([0.3, 0.45, 0.3, 0.45])
+    inset.stairs(np.maximum(hist.counts[keep], 0.5), edges[keep[0] : keep[-1] + 2], fill=True, color="0.6", baseline=0.5)
+    inset.axvspan(SILU_MIN, 0.0, color="gold", alpha=0.3)
+    inset.set_yscale("log")
+    inset.set_title("zoom: the SiLU band", fontsize=7)
+    inset.tick_params(labelsize=6)
 
 
 def save_png(fig, path: str | os.PathLike) -> Path:
