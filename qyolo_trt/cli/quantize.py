@@ -105,6 +105,7 @@ def _text(result: dict[str, Any]) -> str:
     if report["missing"]:
         lines.append(f"missing scales: {', '.join(report['missing'])}")
     if fb := report.get("fallback"):
-        lines.append(f"float fallback ({fb['policy']}, head SQNR {fb['sqnr_db']} dB on {fb['num_images']} images): "
+        db = f"{fb['sqnr_db']:.2f}" if isinstance(fb["sqnr_db"], float) else fb["sqnr_db"]
+        lines.append(f"float fallback ({fb['policy']}, head SQNR {db} dB on {fb['num_images']} images): "
                      + (", ".join(f"{u['unit']} (score {u['score']:.3g})" for u in fb["layers"]) or "none"))
     return "\n".join(lines)
