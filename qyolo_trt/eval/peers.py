@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -90,7 +91,7 @@ def nncf_ptq(model_path: Path, info: DetectorInfo, calib: Sequence[Path], head_c
     model = load_onnx(model_path)
     dataset = nncf.Dataset(list(ImageLoader(list(calib), info.imgsz)), lambda b: {info.input_name: b.images})
     t0 = time.perf_counter()
-    with _quiet_loggers("", "nncf"):
+    with _quiet_loggers("", "nncf"), contextlib.redirect_stdout(sys.stderr):  # its progress bars print on stdout
         quantized = nncf.quantize(
             model,
             dataset,
