@@ -79,6 +79,12 @@ def test_calibrate_accepts_a_model_proto_and_a_folder(tmp_path: Path, yolov5n_on
     assert out["minmax"].num_images == 1 and out["minmax"].params["skipped_images"] == 1
 
 
+def test_a_static_batch_model_runs_one_image_at_a_time(yolov5n_onnx: Path, images: list[Path], results: dict[str, ScalesFile]) -> None:
+    batched = calibrate(yolov5n_onnx, images, methods=("minmax",), batch=3)["minmax"]
+    assert batched.params["batch"] == 1 and batched.num_images == 4
+    assert batched.to_dict()["tensors"] == results["minmax"].to_dict()["tensors"]
+
+
 def test_cli_is_deterministic_and_writes_every_method(tmp_path: Path, yolov5n_onnx: Path, images: list[Path]) -> None:
     listing = tmp_path / "calib.txt"
     listing.write_text("\n".join(str(p) for p in images[:2]))
