@@ -104,7 +104,7 @@ def test_no_gpu_fails_before_any_tensorrt_object(monkeypatch, tiny):
     trt, _ = install_doubles(monkeypatch, 10, devices=())
     with pytest.raises(DependencyError, match="no CUDA GPU available .*cudaErrorInsufficientDriver"):
         build_engine(tiny(), backend="tensorrt", targets=("sm90",))
-    assert trt.stats == {"builders": 0, "runtimes": 0, "builds": []}
+    assert trt.stats == {"builders": 0, "runtimes": 0, "builds": [], "plugins": False}
 
 
 def test_auto_picks_tensorrt_only_with_a_gpu(monkeypatch):

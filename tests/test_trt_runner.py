@@ -112,3 +112,20 @@ def test_cli_without_gpu_says_so_in_one_line(tmp_path):
                    env={"PYTHONPATH": site})
     assert_clean_error(proc, "no CUDA GPU available", "cudaErrorInsufficientDriver")
     assert not (tmp_path / "e").exists()
+
+
+def test_nms_engine_loads_in_a_fresh_process(monkeypatch, tmp_path):
+    """EfficientNMS_TRT: the plugins are registered before parsing and again before deserialising in a new process."""
+    from deploy_helpers import dynamic_detector
+
+    install_doubles(monkeypatch, 10)
+    model = tmp_path / "det.onnx"
+    onnx.save(dynamic_detector(), model)
+    out = tmp_path / "det.engine"
+    run_build(BuildRequest(model=model, precision="fp32", backend="tensorrt", batch=(1, 2, 4), output=out,
+                           nms={"score_threshold": 0.25, "iou_threshold": 0.45, "max_det": 100}))
+    fresh, _ = install_doubles(monkeypatch, 10)  # a new process: nothing registered yet
+    assert not fresh.stats["plugins"]
+    with get_runner("trt", out) as runner:
+        assert runner.output_names == ["num_dets", "det_boxes", "det_scores", "det_classes"]
+    assert fresh.stats["plugins"]

@@ -35,7 +35,12 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
     """A fake ``tensorrt`` module of ``major`` 10 or 11; ``cudart`` (a FakeCudart) decides whether a GPU exists."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version or f"{major}.{'13.3.9' if major == 10 else '1.0.7'}"
-    trt.stats = {"builders": 0, "runtimes": 0, "builds": []}  # what the tests inspect
+    trt.stats = {"builders": 0, "runtimes": 0, "builds": [], "plugins": False}  # what the tests inspect
+
+    def init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
+        """Register the bundled plugins (EfficientNMS_TRT, ...); until then plugin nodes neither parse nor load."""
+        trt.stats["plugins"] = True
+        return True
 
     class _Severity(enum.IntEnum):
         INTERNAL_ERROR = 0
@@ -113,6 +118,10 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
                 self.errors.append(f"ModelImporter: failed to parse ONNX model ({type(exc).__name__})")
                 return False
             for n in m.graph.node:
+                if n.op_type.endswith("_TRT") and not trt.stats["plugins"]:
+                    self.errors.append(f"While parsing node {n.name} [{n.op_type}]: Plugin not found, are the plugin name, "
+                                       "version, and namespace correct?")
+                    return False
                 if n.op_type == "DequantizeLinear" and n.input[0] in {i.name for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT32}:
                     self.errors.append(f"Invalid Node - {n.name}: input has type Int32 but must have type Int8")
                     return False
@@ -264,7 +273,8 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
                   for m, ts in (("INPUT", net.inputs), ("OUTPUT", net.outputs)) for t in ts]
             trt.stats["builds"].append({"flags": sorted(f.name for f in config.flags), "network_flags": net.flags,
                                         "profile": profile, "cache_loaded": config.cache_loaded})
-            plan = {"magic": "FAKETRT", "version": trt.__version__, "layers": layers, "io": io,
+            plugins = sorted({n.op_type for n in net.model.graph.node if n.op_type.endswith("_TRT")})
+            plan = {"magic": "FAKETRT", "version": trt.__version__, "layers": layers, "io": io, "plugins": plugins,
                     "profile": {k: [list(s) for s in v] for k, v in profile.items()},
                     "onnx": base64.b64encode(net.model.SerializeToString()).decode()}
             return IHostMemory(json.dumps(plan).encode())
@@ -371,6 +381,9 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
                 self.logger.log(Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
                                 "(Serialization assertion: the engine plan is not compatible with this version of TensorRT)")
                 return None
+            if plan.get("plugins") and not trt.stats["plugins"]:
+                self.logger.log(Severity.ERROR, f"getPluginCreator could not find plugin: {plan['plugins'][0]} version: 1")
+                return None
             return ICudaEngine(plan)
 
     for cls in (ILogger, ITensor, INetworkDefinition, OnnxParser, IOptimizationProfile, IHostMemory, ITimingCache,
@@ -380,6 +393,7 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
     for e in (DataType, BuilderFlag, NetworkDefinitionCreationFlag, ProfilingVerbosity, LayerInformationFormat, TensorIOMode):
         setattr(trt, e.__name__, e)
     trt.nptype = nptype
+    trt.init_libnvinfer_plugins = init_libnvinfer_plugins
     if major == 10:  # removed in TensorRT 11
         trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
         Builder.platform_has_fast_int8 = property(lambda self: True)

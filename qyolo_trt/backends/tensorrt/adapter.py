@@ -73,6 +73,18 @@ class TrtApi:
     def needs_gpu_to_build(self) -> bool:
         return self.flavor != "rtx"
 
+    def make_logger(self) -> Any:
+        """A capturing logger, with TensorRT's bundled plugins (EfficientNMS_TRT, ...) registered against it.
+
+        Registration must precede both parsing and deserialisation: a fresh process cannot load an engine
+        that uses a plugin otherwise ("getPluginCreator could not find plugin").
+        """
+        logger = make_logger(self.trt)
+        init_plugins = getattr(self.trt, "init_libnvinfer_plugins", None)
+        if init_plugins is not None:
+            init_plugins(logger, "")
+        return logger
+
     def create_network(self, builder: Any) -> Any:
         # TRT 10: weakly typed (precision via flags); TRT 11 / RTX: networks are always strongly typed
         return builder.create_network(0)

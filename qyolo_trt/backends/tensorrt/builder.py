@@ -14,7 +14,7 @@ import onnx
 from ...errors import QyoloError
 from ...fileio import write_bytes_atomic
 from ...model import load_onnx
-from .adapter import TrtApi, load_api, make_logger, resolve_backend
+from .adapter import TrtApi, load_api, resolve_backend
 from .report import QDQ_OPS, EngineReport, make_report
 from .runtime import require_gpu
 
@@ -128,7 +128,7 @@ def build_engine(
     model = _prepare(load_onnx(onnx_path), api, precision, source)
     op_types = {n.name: n.op_type for n in model.graph.node}
 
-    logger = make_logger(api.trt)
+    logger = api.make_logger()
     builder = api.trt.Builder(logger)
     network = _parse(api, builder, logger, model, Path(onnx_path), source)
     config = builder.create_builder_config()

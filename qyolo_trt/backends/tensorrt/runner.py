@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import QyoloError
 from ..base import Runner
-from .adapter import load_api, make_logger
+from .adapter import load_api
 from .runtime import Buffer, CudaStream, require_gpu
 from .sidecar import check_sidecar, read_sidecar
 
@@ -29,7 +29,7 @@ class TrtRunner(Runner):
         api = load_api(self.sidecar["backend"])
         plan = self.artifact.read_bytes()
         check_sidecar(self.sidecar, self.artifact, backend_version=api.version, gpu=gpu, engine=plan)
-        self._logger = make_logger(api.trt)
+        self._logger = api.make_logger()
         self._runtime = api.trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
