@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import onnx
@@ -29,26 +29,22 @@ def auto_fallback(
     k: int | None = None,
     budget_db: float | None = None,
     metric: str = "mse",
-    mode: str = "symmetric",
-    keep_float: Iterable[str] = ("head",),
-    exclude: Iterable[str] = (),
-    allow_missing: bool = False,
-    check_hash: bool = True,
     ranking: SensitivityResult | None = None,
+    **options: Any,
 ) -> QuantizeResult:
     """``quantize`` with the ``k`` most sensitive units float (or the fewest reaching ``budget_db``); the report's
-    ``fallback`` entry lists them with their sensitivity, and their ``float_nodes`` reason says why."""
+    ``fallback`` entry lists them with their sensitivity, and their ``float_nodes`` reason says why.
+    ``options``: ``quantize``'s keyword arguments (mode, exclude, keep_float, allow_missing, check_hash)."""
     if (k is None) == (budget_db is None):
         raise QyoloError("give exactly one of a fallback count (k) or an SQNR budget (dB)")
     if k is not None and k < 0:
         raise QyoloError(f"--auto-fallback must be >= 0, got {k}")
-    options = {"mode": mode, "keep_float": tuple(keep_float), "allow_missing": allow_missing}
-    exclude = tuple(exclude)
-    ranking = ranking or layer_sensitivity(model, scales, feeds, metric=metric, exclude=exclude, check_hash=check_hash, **options)
+    ranking = ranking or layer_sensitivity(model, scales, feeds, metric=metric, **options)
     scores = ranking.scores
+    base = {**options, "exclude": tuple(options.get("exclude", ())), "check_hash": False}
 
     def build(n: int) -> QuantizeResult:
-        return quantize(model, scales, exclude=exclude + tuple(s.unit.pattern() for s in scores[:n]), check_hash=False, **options)
+        return quantize(model, scales, **{**base, "exclude": base["exclude"] + tuple(s.unit.pattern() for s in scores[:n])})
 
     probe = OutputProbe(model, feeds, ranking.outputs)
     trials: dict[int, float] = {}
