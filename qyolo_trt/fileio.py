@@ -53,6 +53,19 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str | os.PathLike, what: str, missing: str | None = None) -> Any:
+    """Parse a JSON file; one-line ``QyoloError`` when it is missing (``missing`` overrides the message) or unreadable."""
+    from .errors import QyoloError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise QyoloError(missing or f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise QyoloError(f"{p}: not a readable {what} ({type(exc).__name__})") from None
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

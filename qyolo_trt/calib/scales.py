@@ -9,7 +9,6 @@ One ``TensorRange`` per activation tensor carries every INT8 form a target may u
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QyoloError
-from ..fileio import write_json_atomic, write_text_atomic
+from ..fileio import read_json, write_json_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 QMAX = 127
@@ -84,14 +83,7 @@ class ScalesFile:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ScalesFile":
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise QyoloError(f"{p}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise QyoloError(f"{p}: not a readable scales file ({type(exc).__name__})") from None
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(read_json(path, "scales file"), source=str(path))
 
     @classmethod
     def from_symmetric(cls, scales: dict[str, float], model_hash: str = "", method: str = "calib-cache") -> "ScalesFile":

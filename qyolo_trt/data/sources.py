@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..errors import QyoloError
+from ..fileio import read_json
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
 
@@ -40,10 +40,7 @@ def _read_list(p: Path) -> list[Path]:
 
 def load_coco_json(p: Path) -> dict:
     """Read a COCO json with a one-line error for anything unreadable."""
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QyoloError(f"{p}: not a readable COCO json ({type(exc).__name__})") from None
+    data = read_json(p, "COCO json")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise QyoloError(f"{p}: not a COCO json (no 'images' list)")
     return data

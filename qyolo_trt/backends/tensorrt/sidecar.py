@@ -6,14 +6,13 @@ layout, model_hash, scales_hash, options, report, engine_sha256. Loading an engi
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ... import __version__
 from ...errors import QyoloError
-from ...fileio import sha256_bytes, sha256_file
+from ...fileio import read_json, sha256_bytes, sha256_file
 from .builder import BuildResult
 from .report import EngineReport
 from .runtime import GpuInfo
@@ -60,12 +59,7 @@ def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
     path = sidecar_path(engine_path)
     if not Path(engine_path).is_file():
         raise QyoloError(f"{engine_path}: no such engine file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise QyoloError(f"{engine_path}: no sidecar {path.name} (built outside qyolo-trt?); rebuild it with qyolo-trt build") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QyoloError(f"{path}: not a readable engine sidecar ({type(exc).__name__})") from None
+    data = read_json(path, "engine sidecar", missing=f"{engine_path}: no sidecar {path.name} (built outside qyolo-trt?); rebuild it with qyolo-trt build")
     missing = [k for k in REQUIRED if k not in data] if isinstance(data, dict) else list(REQUIRED)
     if missing:
         raise QyoloError(f"{path}: engine sidecar lacks {', '.join(missing)}; rebuild the engine with qyolo-trt build")
