@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qyolo_trt.backends import get_runner
 from qyolo_trt.backends.ort.runner import OrtRunner
-from qyolo_trt.backends.openvino.runtime_model import conv_precisions, layer_times, onnx_node_precisions
+from qyolo_trt.backends.openvino.runtime_model import conv_precisions, onnx_node_precisions
 from qyolo_trt.errors import QyoloError
 
 ov = pytest.importorskip("openvino")

@@ -95,7 +95,7 @@ def profile_table(prof: dict[str, dict[str, float]], top: int = 14) -> str:
     """Markdown: the ``top`` most expensive layer kinds (median ms per inference) for each variant."""
     keys = sorted({k for p in prof.values() for k in p}, key=lambda k: -max(p.get(k, 0.0) for p in prof.values()))
     lines = ["| layer / kernel | " + " | ".join(prof) + " |", "|---" * (len(prof) + 1) + "|"]
-    lines += [f"| sum of layers | " + " | ".join(f"{sum(p.values()):.2f}" for p in prof.values()) + " |"]
+    lines += ["| sum of layers | " + " | ".join(f"{sum(p.values()):.2f}" for p in prof.values()) + " |"]
     lines += [f"| {k} | " + " | ".join(f"{p.get(k, 0.0):.2f}" for p in prof.values()) + " |" for k in keys[:top]]
     return "\n".join(lines)
 

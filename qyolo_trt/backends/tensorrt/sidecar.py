@@ -108,8 +108,8 @@ def summary_text(info: dict[str, Any]) -> str:
     lines = [
         f"{info.get('engine', '')}: {info['backend']} {info['backend_version']}, {info['precision']}, "
         f"targets {', '.join(info['targets'])}" + (f" ({info['gpu']})" if info.get("gpu") else ""),
-        f"  inputs:  " + ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in info["inputs"]),
-        f"  outputs: " + ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in info["outputs"]),
+        "  inputs:  " + ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in info["inputs"]),
+        "  outputs: " + ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in info["outputs"]),
     ]
     if rep:
         lines += [
