@@ -28,6 +28,10 @@ from .histogram import Histogram, Scratch
 # op type -> which tensors are calibrated: its (activation) inputs, and for some its output as well
 INPUT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Concat", "MaxPool", "Resize"})
 OUTPUT_OPS = frozenset({"Concat", "MaxPool", "Resize"})
+# bin the bulk of every tensor from each 15th value (tails, min / max exact): on yolov5n / 16 COCO images this moves the
+# UH clips' histogram MSE by <= 1.6% (mean 0.04%) against the full histogram -- 16 other images move it by 6% on average --
+# and cuts folding from ~2.5 to ~1.3 ns/value
+DEFAULT_SAMPLE_STRIDE = 15
 # nearest Resize modes that repeat every input value exactly prod(scales) times for integer scales
 _REPLICATING_RESIZE = {
     ("asymmetric", "floor"),
@@ -147,8 +151,9 @@ def collect(
     bins: int = 2048,
     limit: int | None = None,
     desc: str = "calibrate",
+    sample_stride: int = DEFAULT_SAMPLE_STRIDE,
 ) -> Collected:
-    """Run the images once and return one histogram per calibration target."""
+    """Run the images once and return one histogram per calibration target (``sample_stride``: see ``Histogram.update``)."""
     targets = calibration_targets(model)
     derived = derivations(model, targets)
     graph_inputs = {i.name for i in model.graph.input}
@@ -163,7 +168,7 @@ def collect(
 
     def fold(names: list[str], values: list[np.ndarray]) -> None:
         for name, value in zip(names, values):
-            stats[name].update(value, scratch)
+            stats[name].update(value, scratch, sample_stride)
 
     loader = ImageLoader(list(paths), imgsz=info.imgsz, batch=batch, limit=limit)
     total = math.ceil(len(loader) / batch)

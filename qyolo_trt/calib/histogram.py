@@ -6,6 +6,11 @@ so the positive and the negative side are each a ``bins``-bin histogram of magni
 power of two strictly above every magnitude seen: when a batch reaches it, it doubles as often as needed and each group of merged adjacent bins
 is summed, which is exact. Two histograms of the same bin count can therefore be merged exactly as well.
 The true running min / max (finite values only) are kept beside the (wider) histogram range.
+
+``update(values, stride=s)`` fills the inner bins (``|v| < range / 4``) from every ``s``-th value only, each counted
+``s`` times (a fixed, deterministic subsample; an odd ``s`` walks through every column of even-width feature maps),
+while the tails, min / max and the non-finite count stay exact over all values: the clip searches score their
+candidates on exact tails and an unbiased estimate of the bulk.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import numpy as np
 CHUNK = 1 << 16  # values folded per step: every pass over a chunk stays in cache (about 20% faster than whole tensors)
 # below this range the float32 index arithmetic (x * bins / range) could overflow: use float64
 _TINY_RANGE = 2.0**-90
+# with a sampling stride, values with |v| >= range / 2**TAIL_SHIFT (range/4: 1/4..1/2 of the largest magnitude) are binned
+# exactly. Measured on yolov5n (16 images, stride 15): range/4 -> 1.3 ns/value, range/32 -> 3.4 (43% of values are tail)
+TAIL_SHIFT = 2
 
 
 def pow2_above(x: float) -> float:
@@ -86,14 +94,15 @@ class Histogram:
         return int(self.counts.nbytes)
 
     # ---- streaming ---------------------------------------------------------------------------
-    def update(self, values: np.ndarray, scratch: Scratch | None = None) -> None:
-        """Fold a batch of values (any shape, float) into the histogram, in cache-sized chunks."""
+    def update(self, values: np.ndarray, scratch: Scratch | None = None, stride: int = 1) -> None:
+        """Fold a batch of values (any shape, float) into the histogram, in cache-sized chunks; with ``stride`` > 1
+        only the values at flat positions 0, s, 2 s, ... are binned (min / max still see every value)."""
         x = np.ravel(values)
         scratch = scratch or Scratch()
         for start in range(0, x.size, CHUNK):
-            self._fold(x[start : start + CHUNK], scratch)
+            self._fold(x[start : start + CHUNK], scratch, stride, -start % stride)
 
-    def _fold(self, x: np.ndarray, scratch: Scratch) -> None:
+    def _fold(self, x: np.ndarray, scratch: Scratch, stride: int, offset: int) -> None:
         lo, hi = float(x.min()), float(x.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):
             finite = np.isfinite(x)
@@ -108,11 +117,27 @@ class Histogram:
             self.grow(pow2_above(absmax))
         if self.range == 0.0:  # only zeros so far
             self.counts[self.bins] += x.size
-            return
-        self._bin(x, scratch)
+        elif stride == 1:
+            self.counts += self._bincount(x, scratch)
+        else:
+            self._fold_sampled(x, scratch, stride, offset, lo, hi)
 
-    def _bin(self, x: np.ndarray, scratch: Scratch) -> None:
-        """One signed-index bincount: index = floor(x * bins / range) + bins (exact when bins is a power of two)."""
+    def _fold_sampled(self, x: np.ndarray, scratch: Scratch, stride: int, offset: int, lo: float, hi: float) -> None:
+        """Inner bins (|v| < range / 2**TAIL_SHIFT) from every ``stride``-th value, weighted by ``stride``;
+        the outer bins (the tails, where clips are chosen) from every value, exactly."""
+        inner = self.bins >> TAIL_SHIFT
+        lo_bin, hi_bin = self.bins - inner, self.bins + inner
+        sampled = self._bincount(x[offset::stride], scratch)
+        self.counts[lo_bin:hi_bin] += stride * sampled[lo_bin:hi_bin]
+        t = inner * self.width  # bins a power of two: v >= t <=> bin >= hi_bin, v < -t <=> bin < lo_bin (exact)
+        if lo < -t or hi >= t:
+            tail = self._bincount(x[(x >= t) | (x < -t)], scratch)
+            self.counts[:lo_bin] += tail[:lo_bin]
+            self.counts[hi_bin:] += tail[hi_bin:]
+
+    def _bincount(self, x: np.ndarray, scratch: Scratch) -> np.ndarray:
+        """Counts of ``x`` per bin (length 2 bins), one signed-index bincount: index = floor(x * bins / range) + bins
+        (exact when bins is a power of two)."""
         scaled, index = scratch.take(x.size)
         if self.range < _TINY_RANGE or x.dtype != np.float32:
             scaled = x.astype(np.float64) * (self.bins / self.range)
@@ -121,8 +146,8 @@ class Histogram:
         np.floor(scaled, out=index, casting="unsafe")
         np.add(index, self.bins, out=index)
         binned = np.bincount(index, minlength=2 * self.bins)
-        self.counts += binned[: 2 * self.bins]
-        self.counts[-1] += binned[2 * self.bins :].sum()  # rounding just below +range when bins is not a power of two
+        binned[2 * self.bins - 1] += binned[2 * self.bins :].sum()  # rounding just below +range when bins is not a power of two
+        return binned[: 2 * self.bins]
 
     def grow(self, new_range: float) -> None:
         """Widen the range to ``new_range`` (a power-of-two multiple of the current one), summing merged bins."""

@@ -26,6 +26,7 @@ def _per_method(path: Path, method: str, several: bool) -> Path:
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size (models with a static batch run one image at a time).")
 @click.option("--bins", type=int, default=2048, show_default=True, help="Histogram bins per side.")
 @click.option("--bits", type=click.IntRange(2, 8), default=8, show_default=True, help="Search the clips for this grid (4, 6: low-bit simulation with `quantize --bits`).")
+@click.option("--sample", "sample_stride", type=click.IntRange(min=1), default=15, show_default=True, help="Histogram the bulk of each tensor (|v| < 1/4 of its range) from every Nth value, counted N times; tails and min/max use every value. ~2x cheaper folding; on yolov5n the UH clips' error moves <= 1.6% (mean 0.04%) vs --sample 1 (the full histogram).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Scales file (JSON) to write.")
 @click.option("--calib-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the symmetric scales as a TensorRT calibration cache.")
 @click.option("--from-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Run no images: convert this TensorRT calibration cache (trtexec, Polygraphy, ModelOpt) into a scales file for MODEL.")
@@ -39,6 +40,7 @@ def calibrate_cmd(
     batch: int,
     bins: int,
     bits: int,
+    sample_stride: int,
     output: Path,
     calib_cache: Path | None,
     from_cache: Path | None,
@@ -62,7 +64,7 @@ def calibrate_cmd(
         results = {converted.method: converted}
     else:
         methods = list(METHODS) if method == "all" else [method]
-        results = calibrate(model_path, images or default_calib(), methods, num_images, batch, bins, percentile, bits=bits)
+        results = calibrate(model_path, images or default_calib(), methods, num_images, batch, bins, percentile, bits=bits, sample_stride=sample_stride)
     several = len(results) > 1
     written: list[str] = []
     for name, scales in results.items():
