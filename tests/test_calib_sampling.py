@@ -21,7 +21,7 @@ def _silu_batches(seed: int, n: int = 3, size: int = 150_001, df: float = 4) -> 
 
 
 def test_inner_bins_count_every_sth_value_and_tails_every_value() -> None:
-    stride, batches = 7, _silu_batches(0)
+    stride, batches = 7, _silu_batches(0, size=2 * CHUNK + 1001)
     top = max(float(x.max()) for x in batches)
     for x in batches:  # the range is final from the first value on: the inner / tail split never moves
         x[0] = top

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CHUNK = 1 << 16  # values folded per step: every pass over a chunk stays in cache (about 20% faster than whole tensors)
+CHUNK = 1 << 17  # values folded per step: every pass over a chunk stays in cache (128K: 1.07 ns/value sampled, 64K: 1.25)
 # below this range the float32 index arithmetic (x * bins / range) could overflow: use float64
 _TINY_RANGE = 2.0**-90
 # with a sampling stride, values with |v| >= range / 2**TAIL_SHIFT (range/4: 1/4..1/2 of the largest magnitude) are binned
@@ -31,6 +31,16 @@ TAIL_SHIFT = 2
 def pow2_above(x: float) -> float:
     """Smallest power of two strictly greater than ``x`` (``x`` > 0)."""
     return math.ldexp(1.0, math.frexp(x)[1])
+
+
+def _beyond(x: np.ndarray, t: float, lo: float, hi: float) -> np.ndarray:
+    """The values v >= t or v < -t of ``x`` (whose min / max are ``lo`` / ``hi``): one comparison when only one side
+    reaches that far (post-SiLU tensors never go below -0.28)."""
+    if lo >= -t:
+        return x[x >= t]
+    if hi < t:
+        return x[x < -t]
+    return x[(x >= t) | (x < -t)]
 
 
 class Scratch:
@@ -131,7 +141,7 @@ class Histogram:
         self.counts[lo_bin:hi_bin] += stride * sampled[lo_bin:hi_bin]
         t = inner * self.width  # bins a power of two: v >= t <=> bin >= hi_bin, v < -t <=> bin < lo_bin (exact)
         if lo < -t or hi >= t:
-            tail = self._bincount(x[(x >= t) | (x < -t)], scratch)
+            tail = self._bincount(_beyond(x, t, lo, hi), scratch)
             self.counts[:lo_bin] += tail[:lo_bin]
             self.counts[hi_bin:] += tail[hi_bin:]
 
