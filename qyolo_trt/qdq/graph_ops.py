@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-INT8_MAX = 127
-MIN_SCALE = 1e-8  # all-zero weight channels still get a finite positive scale
+from .weights import INT8_MAX, MIN_SCALE, channel_scales  # noqa: F401 - MIN_SCALE re-exported (analysis.lowbit)
 
 
 def constant_values(tensor: gs.Tensor) -> np.ndarray | None:
@@ -27,11 +26,10 @@ def constant_values(tensor: gs.Tensor) -> np.ndarray | None:
     return None
 
 
-def per_channel_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8 quantization: (int8 values, float32 scales along ``axis``)."""
+def per_channel_int8(weight: np.ndarray, axis: int, clip: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 quantization: (int8 values, float32 scales along ``axis``); ``clip``: minmax or mse."""
     w = weight.astype(np.float32)
-    reduce = tuple(i for i in range(w.ndim) if i != axis)
-    scale = np.maximum(np.abs(w).max(axis=reduce) / INT8_MAX, MIN_SCALE).astype(np.float32)
+    scale = channel_scales(w, axis, clip)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.rint(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
@@ -52,7 +50,7 @@ def insert_qdq(self: gs.Graph, tensor: gs.Tensor, scale: float, zero_point: int 
 
 
 @gs.Graph.register()
-def quantize_weight_per_channel(self: gs.Graph, node: gs.Node, index: int, axis: int) -> np.ndarray:
+def quantize_weight_per_channel(self: gs.Graph, node: gs.Node, index: int, axis: int, clip: str = "minmax") -> np.ndarray:
     """Replace ``node.inputs[index]`` (a constant weight) by int8 values + per-channel scales -> DequantizeLinear.
 
     The DequantizeLinear output takes the weight's name. Returns the float weight that was quantized.
@@ -61,7 +59,7 @@ def quantize_weight_per_channel(self: gs.Graph, node: gs.Node, index: int, axis:
     weight = constant_values(tensor)
     name = tensor.name
     tensor.name = f"{name}_float"
-    q, scale = per_channel_int8(weight, axis)
+    q, scale = per_channel_int8(weight, axis, clip)
     out = gs.Variable(name, dtype=np.float32, shape=list(weight.shape))
     inputs = [
         gs.Constant(f"{name}_int8", q),

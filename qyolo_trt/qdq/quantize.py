@@ -20,6 +20,7 @@ from ..model import model_hash
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
 from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
 from .rules.shift import can_shift, fold_shift
+from .weights import WEIGHT_CLIPS
 
 MODES = ("symmetric", "shifted", "asymmetric")
 KEEP_FLOAT = ("head", "first-conv")
@@ -45,6 +46,7 @@ def quantize(
     keep_float: Iterable[str] = ("head",),
     allow_missing: bool = False,
     check_hash: bool = True,
+    weight_clip: str = "minmax",
 ) -> QuantizeResult:
     """Rewrite ``model`` into a QDQ model (TensorRT explicit-quantization placement) using ``scales``.
 
@@ -52,7 +54,10 @@ def quantize(
     (uint8 + zero points: ONNX Runtime / OpenVINO only). ``exclude``: regexes over node names kept float.
     ``keep_float``: "head" and/or "first-conv". ``allow_missing``: leave ops whose tensors have no usable
     scale in float (reported) instead of failing. An empty ``scales.model_hash`` (TensorRT caches) is not checked.
+    ``weight_clip``: per-channel weight clip, "minmax" or "mse" (the squared-error-minimising clip per channel).
     """
+    if weight_clip not in WEIGHT_CLIPS:
+        raise QyoloError(f"unknown weight clip {weight_clip!r}; choose from {', '.join(WEIGHT_CLIPS)}")
     if mode not in MODES:
         raise QyoloError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     keep_float = tuple(keep_float)
@@ -68,13 +73,14 @@ def quantize(
     head = find_head(graph)
     plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(exclude), keep_float, head))
     plan, params, missing = _resolve(plan, scales.tensors, allow_missing, float_nodes)
-    shifted = _apply(graph, plan, params, mode)
+    shifted = _apply(graph, plan, params, mode, weight_clip)
     graph.cleanup().toposort()
     if graph.opset < MIN_OPSET:
         graph.opset = MIN_OPSET
         graph.import_domains = [d for d in graph.import_domains or [] if d.domain not in ("", "ai.onnx")] + [onnx.helper.make_opsetid("", MIN_OPSET)]
     report = {
         "mode": mode,
+        "weight_clip": weight_clip,
         "method": scales.method,
         "quantized": dict(sorted(Counter(n.op for n, _ in plan).items())),
         "float_nodes": float_nodes,
@@ -202,7 +208,7 @@ def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, f
         plan = [(n, p) for n, p in plan if id(n) not in bad]
 
 
-def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str) -> list[str]:
+def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str, weight_clip: str) -> list[str]:
     """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers), then weights. Returns shifted tensors."""
     by_name = graph.tensors()
     quantized = {id(n) for n, _ in plan}
@@ -215,7 +221,7 @@ def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: st
                 consumers = list(by_name[t.name].outputs)
                 if mode == "shifted" and can_shift(consumers, params[t.name]):
                     shifted.append(t.name)
-                    dq[t.name] = _shifted_qdq(graph, t, params[t.name], [c for c in consumers if id(c) in quantized])
+                    dq[t.name] = _shifted_qdq(graph, t, params[t.name], [c for c in consumers if id(c) in quantized], weight_clip)
                 else:
                     dq[t.name] = _qdq(graph, t, params[t.name], mode)
             node.inputs[i] = dq[t.name]
@@ -224,7 +230,7 @@ def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: st
         for i, axis in place.weights:
             name = node.inputs[i].name
             if name not in weights:
-                graph.quantize_weight_per_channel(node, i, axis)
+                graph.quantize_weight_per_channel(node, i, axis, weight_clip)
                 weights[name] = node.inputs[i]
             node.inputs[i] = weights[name]
     return sorted(shifted)
@@ -237,9 +243,9 @@ def _qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, mode: str) -> gs.Varia
     return graph.insert_qdq(t, rng.scale)
 
 
-def _shifted_qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, convs: list[gs.Node]) -> gs.Variable:
+def _shifted_qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, convs: list[gs.Node], weight_clip: str) -> gs.Variable:
     """``t - shift`` -> symmetric Q/DQ with ``shift_scale``; the shift is folded into the convs' biases (before
     their weights are quantized)."""
     for conv in convs:
-        fold_shift(graph, conv, rng.shift)
+        fold_shift(graph, conv, rng.shift, weight_clip)
     return graph.insert_qdq(graph.insert_shift(t, rng.shift), rng.shift_scale)
