@@ -13,7 +13,8 @@ from ..defaults import default_calib, default_model
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..model import load_onnx
-from ..qdq import MODES, quantize
+from ..qdq import MODES, QuantizeResult, quantize
+from ..qdq.bias_correction import bias_correct
 from ..qdq.weights import WEIGHT_CLIPS
 from .common import emit, json_option, log
 
@@ -40,12 +41,15 @@ from .common import emit, json_option, log
 @click.option("--fallback-num-images", type=click.IntRange(1), default=8, show_default=True, help="Use the first N fallback images.")
 @click.option("--bits", type=click.IntRange(2, 8), default=8, show_default=True,
               help="Low-bit simulation (W{b}A{b}, fake-quantized for ONNX Runtime; int4 weights at 4): the scales must be calibrated for it.")
+@click.option("--bias-correction", is_flag=True,
+              help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
+@click.option("--bias-num-images", type=click.IntRange(1), default=16, show_default=True, help="Images for --bias-correction.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     mode: str, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
-    fallback_images: str | None, fallback_num_images: int, bits: int, output: Path, as_json: bool,
+    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
@@ -55,18 +59,24 @@ def quantize_cmd(
         raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
     if bits != 8 and (fallback_k is not None or fallback_db is not None):
         raise QyoloError("--bits below 8 does not combine with --auto-fallback / --fallback-budget")
+    if weight_clip != "minmax" and (fallback_k is not None or fallback_db is not None):
+        raise QyoloError("--weight-clip mse does not combine with --auto-fallback / --fallback-budget")
+    if bits != 8 and bias_correction:
+        raise QyoloError("--bits below 8 does not combine with --bias-correction")
     proto = load_onnx(model)
     start = time.perf_counter()
     scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images, bits)
     parts = tuple(p.strip() for p in keep_float.split(",") if p.strip() and p.strip() != "none")
-    options = {"mode": mode, "weight_clip": weight_clip, "exclude": exclude, "keep_float": parts, "allow_missing": allow_missing, "check_hash": calib_cache is None}
+    options = {"mode": mode, "exclude": exclude, "keep_float": parts, "allow_missing": allow_missing, "check_hash": calib_cache is None}
     if fallback_k is not None or fallback_db is not None:
         from ..analysis import auto_fallback, load_feeds
 
         feeds = load_feeds(proto, fallback_images or images or default_calib(), fallback_num_images)
         result = auto_fallback(proto, scales, feeds, k=fallback_k, budget_db=fallback_db, **options)
     else:
-        result = quantize(proto, scales, **options)
+        result = quantize(proto, scales, **options, weight_clip=weight_clip)
+    if bias_correction:
+        result = _bias_correct(result, proto, images, bias_num_images)
     if bits != 8 or scales.params.get("bits", 8) != 8:
         from ..analysis.lowbit import check_bits, lower_bits
 
@@ -92,6 +102,15 @@ def _scales(
     return calibrate(proto, images, methods=(method,), num_images=num_images, bits=bits)[method], f"{method} on {images}"
 
 
+def _bias_correct(result: QuantizeResult, proto, images: str | None, num_images: int) -> QuantizeResult:
+    from ..analysis import load_feeds
+
+    feeds = load_feeds(proto, images or default_calib(), num_images)
+    model, deltas = bias_correct(result.model, proto, feeds)
+    result.report["bias_correction"] = {"images": sum(len(next(iter(f.values()))) for f in feeds), "convs": len(deltas)}
+    return QuantizeResult(model, result.report)
+
+
 def _text(result: dict[str, Any]) -> str:
     report = result["report"]
     quantized = ", ".join(f"{op} {n}" for op, n in report["quantized"].items())
@@ -107,6 +126,8 @@ def _text(result: dict[str, Any]) -> str:
         lines.append(f"shifted tensors: {len(report['shifted'])}")
     if report["missing"]:
         lines.append(f"missing scales: {', '.join(report['missing'])}")
+    if bc := report.get("bias_correction"):
+        lines.append(f"bias correction: {bc['convs']} convs on {bc['images']} images")
     if fb := report.get("fallback"):
         db = f"{fb['sqnr_db']:.2f}" if isinstance(fb["sqnr_db"], float) else fb["sqnr_db"]
         lines.append(f"float fallback ({fb['policy']}, head SQNR {db} dB on {fb['num_images']} images): "
