@@ -35,6 +35,7 @@ from .fileio import atomic_path, sha256_bytes
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
+BIAS_IMAGES = 16  # calibration images used for bias correction
 EXPORTABLE = (".pt", ".yaml", ".yml")  # Ultralytics checkpoints / model YAMLs, exported to ONNX first
 
 
@@ -46,7 +47,8 @@ class BuildRequest:
     calib: str | None = None
     num_images: int | None = None
     method: str = "uh"
-    mode: str = "symmetric"
+    mode: str = "shifted"
+    bias_correction: bool = True  # fold each quantized conv's mean error on the calibration images into its bias
     precision: str = "int8"
     backend: str = "auto"
     gpus: tuple[str, ...] = ()
@@ -178,10 +180,14 @@ def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quant
 def _quantize(req: BuildRequest, fp32: onnx.ModelProto, out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
     """Calibrate (or reuse the scales) and rewrite to Q/DQ; returns the QDQ model and the artifacts to write."""
     from .qdq import quantize
+    from .qdq.bias_correction import correct_on_images
 
     scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
     scales, reused = _scales(req, fp32, scales_path)
-    qdq = quantize(fp32, scales, mode=req.mode).model
+    result = quantize(fp32, scales, mode=req.mode)
+    if req.bias_correction:
+        result = correct_on_images(result, fp32, req.calib or default_calib(), min(req.num_images or BIAS_IMAGES, BIAS_IMAGES))
+    qdq = result.model
     scales_bytes = (json.dumps(scales.to_dict(), indent=2, sort_keys=True) + "\n").encode()
     artifacts = {"scales": (scales_path, scales_bytes), "qdq_onnx": (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())}
     return qdq, artifacts, reused
@@ -209,6 +215,7 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
         "scales_hash": sha256_bytes(artifacts["scales"][1]) if calibrated else None,
     }
     options = {"model": str(src), "method": req.method if calibrated else None, "mode": req.mode if calibrated else None,
+               "bias_correction": req.bias_correction if calibrated else None,
                "precision_requested": req.precision, "nms": req.nms}
     sidecars = [make_sidecar(r, **common, options={**options, "warnings": p.warnings}) for r, p in zip(results, plans)]
     _check_triton(req, sidecars, plans)

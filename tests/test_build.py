@@ -35,7 +35,8 @@ def test_cli_builds_one_int8_engine_with_its_sidecar(cli_build):
     assert (engine["conv_int8"], engine["conv_total"], len(engine["float_convs"])) == (57, 60, 3)
     sidecar = json.loads(out.with_name("v5n.engine.json").read_text())
     assert set(sidecar) == SIDECAR_KEYS
-    assert sidecar["options"]["method"] == "uh" and sidecar["options"]["mode"] == "symmetric"
+    assert sidecar["options"]["method"] == "uh" and sidecar["options"]["mode"] == "shifted"
+    assert sidecar["options"]["bias_correction"] is True
     assert result["artifacts"] == {"scales": str(out.with_name("v5n.uh.scales.json")), "qdq_onnx": str(out.with_name("v5n.qdq.onnx"))}
 
 

@@ -53,7 +53,8 @@ def test_compare_small_table(tmp_path, yolov5n_onnx, coco_dir):
     assert len(r["sqnr_on"]) == 3  # the three head convs of yolov5n
     rows = {row["label"]: row for row in r["rows"]}
     peers = [name for name, ok in available_peers().items() if ok]
-    assert list(rows) == ["fp32", "uh/symmetric", "uh/asymmetric", "minmax/symmetric", *peers]
+    assert list(rows) == ["fp32", "uh/symmetric", "uh/symmetric+bc", "uh/asymmetric", "minmax/symmetric", *peers]
+    assert rows["uh/symmetric+bc"]["bias_correction"] and rows["uh/symmetric+bc"]["target"] == "TensorRT"
     assert "ort-minmax" in peers and r["peers_available"]["ort-minmax"]
     assert rows["fp32"]["agreement"] == pytest.approx(1.0) and "drop" not in rows["fp32"]
     assert rows["uh/asymmetric"]["target"] == "zero-point" and rows["uh/symmetric"]["target"] == "TensorRT"

@@ -2,7 +2,8 @@
 
 from .fallback import auto_fallback
 from .lowbit import lower_bits, quantize_bits
-from .sensitivity import METRICS, LayerScore, SensitivityResult, Unit, layer_sensitivity, load_feeds, quantized_units
+from ..data.feeds import load_feeds
+from .sensitivity import METRICS, LayerScore, SensitivityResult, Unit, layer_sensitivity, quantized_units
 
 __all__ = [
     "METRICS",

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 
 from ..backends.ort.session import make_session
+from ..data.feeds import Feeds
 from ..eval.agreement import expose_outputs, sqnr_db
 
-Feeds = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)

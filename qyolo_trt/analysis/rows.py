@@ -12,7 +12,8 @@ from ..calib import calibrate
 from ..eval.compare import TARGETS, Variant, plan
 from .fallback import auto_fallback
 from .lowbit import quantize_bits
-from .sensitivity import layer_sensitivity, load_feeds
+from ..data.feeds import load_feeds
+from .sensitivity import layer_sensitivity
 
 VariantsFn = Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]]
 

@@ -9,21 +9,17 @@ full rewrite would do to that unit.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import onnx
 
 from ..calib.scales import ScalesFile
-from ..data import ImageLoader, list_images
 from ..errors import QyoloError
 from ..eval.evaluate import head_outputs
-from ..model import inspect_detector
 from ..progress import progress
 from ..qdq import quantize
 from .probe import Damage, Feeds, OutputProbe, finite
@@ -114,14 +110,6 @@ def quantized_units(qdq: onnx.ModelProto) -> list[Unit]:
     for n in nodes:
         groups.setdefault(find(f"node:{n.name}") if n.op_type in GROUP_OPS else f"node:{n.name}", []).append(n)
     return [Unit(tuple(n.name for n in ns), tuple(n.op_type for n in ns)) for ns in groups.values()]
-
-
-def load_feeds(model: onnx.ModelProto, images: str | os.PathLike | Sequence[str | os.PathLike], num_images: int = 8) -> list[Feeds]:
-    """Letterboxed image batches for the detector ``model`` (batched when its batch dimension is dynamic)."""
-    info = inspect_detector(model)
-    paths = [Path(p) for p in images] if isinstance(images, (list, tuple)) else list_images(images, limit=num_images)
-    loader = ImageLoader(paths[:num_images], info.imgsz, batch=num_images if info.dynamic_batch else 1)
-    return [{info.input_name: b.images} for b in loader]
 
 
 def layer_sensitivity(

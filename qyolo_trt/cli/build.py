@@ -31,7 +31,10 @@ def _text(result: dict[str, Any]) -> str:
 @click.option("--calib", help="Calibration images (folder, list, YOLO set, COCO json). Default: the embedded calib_data/.")
 @click.option("--num-images", type=click.IntRange(min=1), help="Use at most N calibration images.")
 @click.option("--method", default="uh", show_default=True, help="Calibration method (uh, minmax, percentile, entropy, mse).")
-@click.option("--mode", type=click.Choice(["symmetric", "shifted"]), default="symmetric", show_default=True, help="Q/DQ form.")
+@click.option("--mode", type=click.Choice(["symmetric", "shifted"]), default="shifted", show_default=True,
+              help="Q/DQ form: shifted-symmetric UH where it folds exactly (1x1 consumers), symmetric elsewhere; or symmetric everywhere.")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="Fold each quantized conv's mean output error on the calibration images into its float bias.")
 @click.option("--precision", type=click.Choice(["int8", "fp16", "fp32"]), default="int8", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True,
               help="auto: TensorRT when it and a GPU are present, else TensorRT-RTX (ahead of time, no GPU).")

@@ -27,6 +27,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--num-calib", type=click.IntRange(1), default=None, help="Use the first N calibration images.")
 @click.option("--num-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images.")
 @click.option("--allow-overlap", is_flag=True, help="Allow calibration images among the evaluation images.")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="Also UH TensorRT rows with bias correction on the calibration images (+bc), as `build` does.")
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Add ONNX Runtime's quantize_static as a row.")
 @click.option("--bootstrap", "samples", type=click.IntRange(10), default=1000, show_default=True, help="Bootstrap resamplings for the drop's 95% CI.")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True, help="Confidence threshold.")
@@ -39,7 +41,7 @@ def _csv(value: str) -> list[str]:
 @json_option
 def compare_cmd(
     model: Path | None, calib: Path | None, data: Path, methods: str, modes: str, num_calib: int | None, num_images: int | None,
-    allow_overlap: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
+    allow_overlap: bool, bias_correction: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
     output: Path | None, as_json: bool,
 ) -> None:
     """Calibrate MODEL once with every method, quantize each in the requested modes, and evaluate FP32 and
@@ -64,6 +66,7 @@ def compare_cmd(
         post=PostProcess(conf=conf, iou=iou, max_det=max_det),
         samples=samples,
         extra_variants=_extra_rows(method_list, mode_list, low_bits, fallback_ks),
+        bias_correction=bias_correction,
     )
     if output is not None:
         write_text_atomic(output, json.dumps(result, indent=2, sort_keys=True) + "\n")

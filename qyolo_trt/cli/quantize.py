@@ -13,8 +13,8 @@ from ..defaults import default_calib, default_model
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..model import load_onnx
-from ..qdq import MODES, QuantizeResult, quantize
-from ..qdq.bias_correction import bias_correct
+from ..qdq import MODES, quantize
+from ..qdq.bias_correction import correct_on_images
 from ..qdq.weights import WEIGHT_CLIPS
 from .common import emit, json_option, log
 
@@ -26,8 +26,9 @@ from .common import emit, json_option, log
 @click.option("--images", help="Calibrate on these images first (folder, YOLO dataset, .txt list, COCO json).")
 @click.option("--method", default="uh", show_default=True, help="Calibration method with --images.")
 @click.option("--num-images", type=int, default=None, help="With --images: at most this many images.")
-@click.option("--mode", type=click.Choice(MODES), default="symmetric", show_default=True,
-              help="symmetric/shifted: TensorRT; asymmetric (zero points): ONNX Runtime / OpenVINO only.")
+@click.option("--mode", type=click.Choice(MODES),
+              help="shifted (default; shifted-symmetric UH where it folds exactly, symmetric elsewhere) and symmetric: "
+                   "TensorRT; asymmetric (zero points): ONNX Runtime / OpenVINO only. With --bits < 8: symmetric.")
 @click.option("--weight-clip", type=click.Choice(WEIGHT_CLIPS), default="minmax", show_default=True,
               help="Per-channel weight clip: minmax, or mse (lowest weight error; measured worse on yolov5n head SQNR).")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="Keep nodes whose name matches REGEX in float (repeatable).")
@@ -48,11 +49,12 @@ from .common import emit, json_option, log
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
-    mode: str, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
+    mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
     fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
+    mode = mode or ("shifted" if bits == 8 else "symmetric")
     if sum(x is not None for x in (scales_path, calib_cache, images)) != 1:
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
     if fallback_k is not None and fallback_db is not None:
@@ -76,7 +78,7 @@ def quantize_cmd(
     else:
         result = quantize(proto, scales, **options, weight_clip=weight_clip)
     if bias_correction:
-        result = _bias_correct(result, proto, images, bias_num_images)
+        result = correct_on_images(result, proto, images or default_calib(), bias_num_images)
     if bits != 8 or scales.params.get("bits", 8) != 8:
         from ..analysis.lowbit import check_bits, lower_bits
 
@@ -100,15 +102,6 @@ def _scales(
 
     log(f"quantize: calibrating ({method}) on {images}")
     return calibrate(proto, images, methods=(method,), num_images=num_images, bits=bits)[method], f"{method} on {images}"
-
-
-def _bias_correct(result: QuantizeResult, proto, images: str | None, num_images: int) -> QuantizeResult:
-    from ..analysis import load_feeds
-
-    feeds = load_feeds(proto, images or default_calib(), num_images)
-    model, deltas = bias_correct(result.model, proto, feeds)
-    result.report["bias_correction"] = {"images": sum(len(next(iter(f.values()))) for f in feeds), "convs": len(deltas)}
-    return QuantizeResult(model, result.report)
 
 
 def _text(result: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from .predict import predict
 
 TARGETS = {"symmetric": "TensorRT", "shifted": "TensorRT", "asymmetric": "zero-point"}
 UH_ONLY_MODES = ("shifted", "asymmetric")  # need UH's lower/upper bounds
+BIAS_IMAGES = 16  # calibration images for the bias-corrected rows
 
 
 @dataclass
@@ -55,10 +56,13 @@ def plan(methods: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
     return [(m, mode) for m in methods for mode in modes if mode not in UH_ONLY_MODES or m == "uh"]
 
 
-def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: Sequence[str], modes: Sequence[str]) -> tuple[list[Variant], float]:
-    """One calibration pass for every method, then each (method, mode) QDQ model."""
+def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: Sequence[str], modes: Sequence[str],
+                       bias_correction: bool = True) -> tuple[list[Variant], float]:
+    """One calibration pass for every method, then each (method, mode) QDQ model; with ``bias_correction``,
+    also each UH TensorRT row with its biases corrected on the calibration images (``+bc``)."""
     from ..calib import calibrate
     from ..qdq import quantize
+    from ..qdq.bias_correction import correct_on_images
 
     rows = plan(methods, modes)
     t0 = time.perf_counter()
@@ -69,6 +73,10 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
         q = quantize(model, scales[method], mode=mode)
         info = {"method": method, "mode": mode, "quantized": q.report.get("quantized"), "shifted": len(q.report.get("shifted") or [])}
         variants.append(Variant(f"{method}/{mode}", q.model, TARGETS[mode], calib_s, info))
+        if bias_correction and method == "uh" and TARGETS[mode] == "TensorRT":
+            t1 = time.perf_counter()
+            bc = correct_on_images(q, model, list(calib), BIAS_IMAGES).model
+            variants.append(Variant(f"{method}/{mode}+bc", bc, TARGETS[mode], calib_s + time.perf_counter() - t1, {**info, "bias_correction": True}))
     return variants, calib_s
 
 
@@ -89,6 +97,7 @@ def compare(
     post: PostProcess = PostProcess(),
     samples: int = DEFAULT_SAMPLES,
     extra_variants: Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]] | None = None,
+    bias_correction: bool = True,
 ) -> dict[str, Any]:
     """Rows for FP32, each method x mode and the peers, all evaluated in one lock-step pass over ``images``
     (labels from ``data``); FP32 outputs are computed once and shared by every row. ``extra_variants(fp32, calib)``
@@ -100,7 +109,7 @@ def compare(
     info = inspect_detector(fp32, source=str(model_path))
     head = Head.from_names(info.layout, info.output_names)
     names = head_outputs(fp32)
-    variants, calib_s = quantized_variants(fp32, calib, methods, modes)
+    variants, calib_s = quantized_variants(fp32, calib, methods, modes, bias_correction)
     if extra_variants is not None:
         variants += extra_variants(fp32, calib)
     if peers:

@@ -8,6 +8,7 @@ gains ``mean(twin) - mean(conv)``. Only the float bias changes: TensorRT placeme
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,9 +16,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..backends.ort.session import make_session
+from ..data.feeds import Feeds, load_feeds
 from ..errors import QyoloError
+from .quantize import QuantizeResult
 
-Feeds = dict[str, np.ndarray]
 TWIN = "_bias_twin"
 
 
@@ -82,3 +84,12 @@ def bias_correct(qdq: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Sequence[Fe
         bias.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(bias) + delta).astype(np.float32), bias.name))
         deltas[conv.output[0]] = float(np.abs(delta).mean())
     return out, deltas
+
+
+def correct_on_images(result: QuantizeResult, fp32: onnx.ModelProto, images: str | os.PathLike | Sequence[str | os.PathLike],
+                      num_images: int = 16) -> QuantizeResult:
+    """``result`` with its biases corrected on the first ``num_images`` of ``images``; the report says on how many."""
+    feeds = load_feeds(fp32, images, num_images)
+    model, deltas = bias_correct(result.model, fp32, feeds)
+    report = {**result.report, "bias_correction": {"images": sum(len(next(iter(f.values()))) for f in feeds), "convs": len(deltas)}}
+    return QuantizeResult(model, report)
