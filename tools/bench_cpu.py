@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="FP32 ONNX detector (default: the embedded yolov5n.onnx)")
     ap.add_argument("--calib", default=None, help="calibration images (default: the embedded calib_data/)")
     ap.add_argument("--num-images", type=int, default=None)
-    ap.add_argument("--mode", default="symmetric", help="our quantize mode (symmetric, shifted, asymmetric)")
+    ap.add_argument("--mode", default="shifted", help="our quantize mode (shifted: the TensorRT default; symmetric; asymmetric)")
     ap.add_argument("--qdq", type=Path, default=None, help="use this QDQ model instead of building ours")
     ap.add_argument("--ort-static", action="store_true", help="also time ONNX Runtime quantize_static's QDQ placement")
     ap.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime rows")
