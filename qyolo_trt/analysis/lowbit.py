@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..calib.scales import ScalesFile
 from ..errors import QyoloError
 from ..qdq import quantize
-from ..qdq.graph_ops import MIN_SCALE
+from ..qdq.weights import MIN_SCALE
 
 NATIVE_BITS = 4  # ONNX Runtime runs int4 DequantizeLinear (opset 21)
 INT4_OPSET = 21

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .weights import INT8_MAX, MIN_SCALE, channel_scales  # noqa: F401 - MIN_SCALE re-exported (analysis.lowbit)
+from .weights import INT8_MAX, channel_scales
 
 
 def constant_values(tensor: gs.Tensor) -> np.ndarray | None:
