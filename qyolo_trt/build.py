@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from .backends.tensorrt.sidecar import make_sidecar, sidecar_path
 from .calib.scales import ScalesFile
 from .defaults import DEFAULT_ENGINES, default_calib, default_model
 from .errors import QyoloError
-from .fileio import atomic_path, sha256_bytes
+from .fileio import atomic_path, json_text, sha256_bytes
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
@@ -188,7 +187,7 @@ def _quantize(req: BuildRequest, fp32: onnx.ModelProto, out: Path) -> tuple[onnx
     if req.bias_correction:
         result = correct_on_images(result, fp32, req.calib or default_calib(), min(req.num_images or BIAS_IMAGES, BIAS_IMAGES))
     qdq = result.model
-    scales_bytes = (json.dumps(scales.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    scales_bytes = json_text(scales.to_dict()).encode()
     artifacts = {"scales": (scales_path, scales_bytes), "qdq_onnx": (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())}
     return qdq, artifacts, reused
 
@@ -235,7 +234,7 @@ def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResu
     """Write every artifact to a temp file first; rename them all only when all are written."""
     files = [*artifacts.values()]
     for r, s, p in zip(results, sidecars, plans):
-        files += [(p.engine_path, r.engine), (sidecar_path(p.engine_path), (json.dumps(s, indent=2, sort_keys=True) + "\n").encode())]
+        files += [(p.engine_path, r.engine), (sidecar_path(p.engine_path), json_text(s).encode())]
     with contextlib.ExitStack() as stack:
         for path, data in files:
             stack.enter_context(atomic_path(path)).write_bytes(data)

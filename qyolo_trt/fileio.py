@@ -48,9 +48,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as deterministic, indented JSON (sorted keys) with a final newline: the form every JSON artifact is written in."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as deterministic, indented JSON (sorted keys) atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json_text(obj))
 
 
 def read_json(path: str | os.PathLike, what: str, missing: str | None = None) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import click
 
 from ..defaults import default_calib, default_model
 from ..errors import QyoloError
-from ..fileio import write_text_atomic
+from ..fileio import write_json_atomic
 from .common import emit, format_table, json_option, log
 
 
@@ -69,7 +68,7 @@ def compare_cmd(
         bias_correction=bias_correction,
     )
     if output is not None:
-        write_text_atomic(output, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(output, result)
         log(f"compare: wrote {output}")
     emit(result, as_json, lambda r: _text(r, table_rows(r), COLUMNS))
 
