@@ -29,6 +29,16 @@ def emit(result: dict[str, Any], as_json: bool, text: str | Callable[[dict[str, 
         click.echo(text(result) if callable(text) else text)
 
 
+def split_csv(value: str) -> list[str]:
+    """A comma-separated option as its non-empty, stripped items."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def keep_float_parts(value: str) -> tuple[str, ...]:
+    """``--keep-float``: a comma list of parts kept float; ``none`` (or nothing) keeps none."""
+    return tuple(p for p in split_csv(value) if p != "none")
+
+
 def format_table(rows: list[dict[str, Any]], columns: list[str], floatfmt: str = ".4f") -> str:
     """A plain, aligned text table (also valid Markdown)."""
 

@@ -10,11 +10,7 @@ import click
 from ..defaults import default_calib, default_model
 from ..errors import QyoloError
 from ..fileio import write_json_atomic
-from .common import emit, format_table, json_option, log
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+from .common import emit, format_table, json_option, log, split_csv
 
 
 @click.command("compare")
@@ -50,7 +46,7 @@ def compare_cmd(
     from ..eval.compare import COLUMNS, compare, table_rows
     from ..eval.decode import PostProcess
 
-    method_list, mode_list = _csv(methods), _csv(modes)
+    method_list, mode_list = split_csv(methods), split_csv(modes)
     if not method_list or not mode_list:
         raise QyoloError("--methods and --modes need at least one name each")
     result = compare(
@@ -76,7 +72,7 @@ def compare_cmd(
 def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks: str):
     """The low-bit and float-fallback rows (``qyolo_trt.analysis.rows``), or None."""
     try:
-        bits, ks = [int(b) for b in _csv(low_bits)], [int(k) for k in _csv(fallback_ks)]
+        bits, ks = [int(b) for b in split_csv(low_bits)], [int(k) for k in split_csv(fallback_ks)]
     except ValueError:
         raise QyoloError("--bits and --auto-fallback take comma-separated integers") from None
     if bad := [b for b in bits if not 2 <= b <= 8] + [k for k in ks if k < 0]:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..defaults import default_calib, default_model
-from .common import emit, format_table, json_option, log
+from .common import emit, format_table, json_option, log, split_csv
 
 
 @click.command("plot-hist")
@@ -33,7 +33,7 @@ def plot_hist_cmd(
     from ..model import load_onnx
 
     model = model or default_model()
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = split_csv(methods)
     plots = plot_histograms(load_onnx(model), images or default_calib(), out_dir, tensors=tensors, top=top, num_images=num_images,
                             methods=names, bits=bits)  # fmt: skip
     log(f"plot-hist: wrote {len(plots)} PNG(s) to {out_dir}")

@@ -16,7 +16,7 @@ from ..model import load_onnx
 from ..qdq import MODES, quantize
 from ..qdq.bias_correction import correct_on_images
 from ..qdq.weights import WEIGHT_CLIPS
-from .common import emit, json_option, log
+from .common import emit, json_option, keep_float_parts, log
 
 
 @click.command("quantize")
@@ -68,7 +68,7 @@ def quantize_cmd(
     proto = load_onnx(model)
     start = time.perf_counter()
     scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images, bits)
-    parts = tuple(p.strip() for p in keep_float.split(",") if p.strip() and p.strip() != "none")
+    parts = keep_float_parts(keep_float)
     options = {"mode": mode, "exclude": exclude, "keep_float": parts, "allow_missing": allow_missing, "check_hash": calib_cache is None}
     if fallback_k is not None or fallback_db is not None:
         from ..analysis import auto_fallback, load_feeds

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..defaults import default_calib, default_model
-from .common import emit, format_table, json_option, log
+from .common import emit, format_table, json_option, keep_float_parts, log
 
 COLUMNS = ["rank", "unit", "ops", "score", "SQNR dB"]
 
@@ -39,7 +39,7 @@ def sensitivity_cmd(
     proto = load_onnx(model)
     scales = ScalesFile.load(scales_path)
     feeds = load_feeds(proto, images or default_calib(), num_images)
-    parts = tuple(p.strip() for p in keep_float.split(",") if p.strip() and p.strip() != "none")
+    parts = keep_float_parts(keep_float)
     result = layer_sensitivity(proto, scales, feeds, metric=metric, mode=mode, keep_float=parts).to_dict()
     if top is not None:
         result["ranking"] = result["ranking"][:top]
