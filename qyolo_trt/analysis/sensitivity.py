@@ -18,6 +18,7 @@ from typing import Any
 import onnx
 
 from ..calib.scales import ScalesFile
+from ..data.feeds import count_images
 from ..errors import QyoloError
 from ..eval.evaluate import head_outputs
 from ..progress import progress
@@ -138,7 +139,7 @@ def layer_sensitivity(
     full = quantize(model, scales, exclude=exclude, check_hash=check_hash, **options)
     units = quantized_units(full.model)
     probe = OutputProbe(model, feeds, list(outputs) if outputs else head_outputs(model))
-    result = SensitivityResult(metric, probe.outputs, sum(len(next(iter(f.values()))) for f in feeds), probe.damage(full.model))
+    result = SensitivityResult(metric, probe.outputs, count_images(feeds), probe.damage(full.model))
     patterns = [u.pattern() for u in units]
     for i, unit in enumerate(progress(units, total=len(units), desc=desc, unit="layer")):
         single = quantize(model, scales, exclude=exclude + tuple(patterns[:i] + patterns[i + 1 :]), check_hash=False, **options)

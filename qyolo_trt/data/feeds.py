@@ -22,3 +22,8 @@ def load_feeds(model: onnx.ModelProto, images: str | os.PathLike | Sequence[str 
     paths = [Path(p) for p in images] if isinstance(images, (list, tuple)) else list_images(images, limit=num_images)
     loader = ImageLoader(paths[:num_images], info.imgsz, batch=num_images if info.dynamic_batch else 1)
     return [{info.input_name: b.images} for b in loader]
+
+
+def count_images(feeds: Sequence[Feeds]) -> int:
+    """Images in ``feeds`` (the batch dimension of each feed, summed)."""
+    return sum(len(next(iter(f.values()))) for f in feeds)

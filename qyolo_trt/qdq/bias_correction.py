@@ -16,7 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..backends.ort.session import make_session
-from ..data.feeds import Feeds, load_feeds
+from ..data.feeds import Feeds, count_images, load_feeds
 from ..errors import QyoloError
 from .quantize import QuantizeResult
 
@@ -91,5 +91,5 @@ def correct_on_images(result: QuantizeResult, fp32: onnx.ModelProto, images: str
     """``result`` with its biases corrected on the first ``num_images`` of ``images``; the report says on how many."""
     feeds = load_feeds(fp32, images, num_images)
     model, deltas = bias_correct(result.model, fp32, feeds)
-    report = {**result.report, "bias_correction": {"images": sum(len(next(iter(f.values()))) for f in feeds), "convs": len(deltas)}}
+    report = {**result.report, "bias_correction": {"images": count_images(feeds), "convs": len(deltas)}}
     return QuantizeResult(model, report)
