@@ -7,7 +7,6 @@ not guaranteed): it doubles k until the budget is met, then bisects; every k it 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,7 +15,8 @@ import onnx
 
 from ..calib.scales import ScalesFile
 from ..errors import QyoloError
-from ..qdq import REPORT_KEY, QuantizeResult, quantize
+from ..qdq import QuantizeResult, quantize
+from ..qdq.quantize import store_report
 from .probe import Feeds, OutputProbe, finite
 from .sensitivity import LayerScore, SensitivityResult, layer_sensitivity
 
@@ -97,11 +97,7 @@ def _annotate(result: QuantizeResult, kept: list[LayerScore], ranking: Sensitivi
         "full_sqnr_db": finite(ranking.full.sqnr_db),
         "layers": [{"rank": i, **s.to_dict()} for i, s in enumerate(kept, 1)],
     }
-    props = result.model.metadata_props
-    for i in reversed(range(len(props))):
-        if props[i].key == REPORT_KEY:
-            del props[i]
-    props.add(key=REPORT_KEY, value=json.dumps(result.report, sort_keys=True))
+    store_report(result.model, result.report)
 
 
 def _db(v: float) -> str:

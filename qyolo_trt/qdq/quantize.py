@@ -98,8 +98,17 @@ def _export(graph: gs.Graph, source: onnx.ModelProto, report: dict[str, Any]) ->
     for prop in source.metadata_props:
         if prop.key != REPORT_KEY:
             out.metadata_props.add(key=prop.key, value=prop.value)
-    out.metadata_props.add(key=REPORT_KEY, value=json.dumps(report, sort_keys=True))
+    store_report(out, report)
     return out
+
+
+def store_report(model: onnx.ModelProto, report: dict[str, Any]) -> None:
+    """Store ``report`` in ``model``'s metadata under ``REPORT_KEY``, replacing any report stored there."""
+    props = model.metadata_props
+    for i in reversed(range(len(props))):
+        if props[i].key == REPORT_KEY:
+            del props[i]
+    props.add(key=REPORT_KEY, value=json.dumps(report, sort_keys=True))
 
 
 def _plan(graph: gs.Graph, floats: dict[int, str]) -> tuple[Plan, list[dict[str, str]]]:
