@@ -50,8 +50,9 @@ def quantize(
 ) -> QuantizeResult:
     """Rewrite ``model`` into a QDQ model (TensorRT explicit-quantization placement) using ``scales``.
 
-    ``mode``: "symmetric" (TensorRT), "shifted" (TensorRT; shifted-symmetric where exact), "asymmetric"
-    (uint8 + zero points: ONNX Runtime / OpenVINO only). ``exclude``: regexes over node names kept float.
+    ``mode``: "symmetric" (TensorRT; this function's default), "shifted" (TensorRT; shifted-symmetric where exact;
+    the default of `build` and of 8-bit `qyolo-trt quantize`), "asymmetric" (uint8 + zero points: ONNX Runtime / OpenVINO only).
+    ``exclude``: regexes over node names kept float.
     ``keep_float``: "head" and/or "first-conv". ``allow_missing``: leave ops whose tensors have no usable
     scale in float (reported) instead of failing. An empty ``scales.model_hash`` (TensorRT caches) is not checked.
     ``weight_clip``: per-channel weight clip, "minmax" or "mse" (the squared-error-minimising clip per channel).
