@@ -70,6 +70,16 @@ class _Plan:
     warnings: list[str] = field(default_factory=list)
 
 
+def batch_profile(batch: int | None = None, min_batch: int | None = None, opt_batch: int | None = None,
+                  max_batch: int | None = None) -> tuple[int, int, int]:
+    """(min, opt, max) batch from a static ``batch`` or a (partial) dynamic profile; nothing given: (1, 1, 1)."""
+    if batch and any((min_batch, opt_batch, max_batch)):
+        raise QyoloError("give either --batch or --min-batch/--opt-batch/--max-batch, not both")
+    lo = min_batch or batch or 1
+    hi = max_batch or batch or max(lo, opt_batch or lo)
+    return (lo, opt_batch or batch or hi, hi)
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in (".qdq.onnx", ".onnx", *EXPORTABLE):

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from ..errors import QyoloError
 from .common import emit, json_option
 
 
@@ -60,13 +59,9 @@ def build_cmd(model: Path | None, gpus: tuple[str, ...], batch: int | None, min_
     FP32 models are calibrated and quantized first (scales and QDQ model are kept beside the engine and
     reused); with TensorRT-RTX, Turing (sm75) targets get their own FP16 engine.
     """
-    from ..build import BuildRequest, run_build
+    from ..build import BuildRequest, batch_profile, run_build
 
-    if batch and any((min_batch, opt_batch, max_batch)):
-        raise QyoloError("give either --batch or --min-batch/--opt-batch/--max-batch, not both")
-    lo = min_batch or batch or 1
-    hi = max_batch or batch or max(lo, opt_batch or lo)
-    profile = (lo, opt_batch or batch or hi, hi)
+    profile = batch_profile(batch, min_batch, opt_batch, max_batch)
     nms_opts = {"score_threshold": nms_score, "iou_threshold": nms_iou, "max_det": nms_max_det} if nms else None
     result = run_build(BuildRequest(model=model, gpus=gpus, batch=profile, nms=nms_opts, **opts))
     emit(result, as_json, _text)
