@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import QyoloError
@@ -17,6 +18,11 @@ RUNNERS: dict[str, str] = {
 }
 
 
+def default_backend(artifact: str | os.PathLike) -> str:
+    """The backend an artifact runs on when none is named: ``trt`` for a TensorRT ``.engine``, else ``ort``."""
+    return "trt" if Path(artifact).suffix == ".engine" else "ort"
+
+
 def get_runner(backend: str, artifact: str | os.PathLike, **options: Any) -> Runner:
     """A runner for ``artifact`` on ``backend`` (not yet activated)."""
     target = RUNNERS.get(backend)
@@ -27,4 +33,4 @@ def get_runner(backend: str, artifact: str | os.PathLike, **options: Any) -> Run
     return cls(artifact, **options)
 
 
-__all__ = ["RUNNERS", "Runner", "get_runner"]
+__all__ = ["RUNNERS", "Runner", "default_backend", "get_runner"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..backends import RUNNERS
+from ..backends import RUNNERS, default_backend
 from ..bench import OV_PRECISIONS, plan, run_bench
 from .common import emit, format_table, json_option, log
 
@@ -34,7 +34,7 @@ def bench_cmd(
 ) -> None:
     """Time ARTIFACTS interleaved (round-robin) in one run: p50/p90/p99 latency, throughput and the
     speed-up against the first artifact (its p50 / this p50); on OpenVINO against both of its rows."""
-    backend = backend or ("trt" if artifacts[0].suffix == ".engine" else "ort")
+    backend = backend or default_backend(artifacts[0])
     variants = plan(artifacts, backend, threads, ov_precision)
     result = run_bench(variants, batch=batch, warmup=warmup, iters=iters)
     log(f"bench: {len(variants)} variant(s) on {backend}, {warmup} warmup + {iters} timed rounds, batch {batch}")

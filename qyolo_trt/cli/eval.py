@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..backends import RUNNERS
+from ..backends import RUNNERS, default_backend
 from .common import emit, json_option, log
 
 
@@ -31,7 +31,7 @@ def eval_cmd(
     from ..eval.decode import PostProcess
     from ..eval.evaluate import evaluate
 
-    backend = backend or ("trt" if model.suffix == ".engine" else "ort")
+    backend = backend or default_backend(model)
     post = PostProcess(conf=conf, iou=iou, max_det=max_det)
     result = evaluate(model, data, backend=backend, reference=reference, post=post, num_images=num_images)
     if result["skipped"]:
