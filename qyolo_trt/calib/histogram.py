@@ -106,7 +106,8 @@ class Histogram:
     # ---- streaming ---------------------------------------------------------------------------
     def update(self, values: np.ndarray, scratch: Scratch | None = None, stride: int = 1) -> None:
         """Fold a batch of values (any shape, float) into the histogram, in cache-sized chunks; with ``stride`` > 1
-        only the values at flat positions 0, s, 2 s, ... are binned (min / max still see every value)."""
+        the inner bins get only the values at flat positions 0, s, 2 s, ... (each counted s times), while the
+        tails, min / max and the non-finite count still see every value (see ``_fold_sampled``)."""
         x = np.ravel(values)
         scratch = scratch or Scratch()
         for start in range(0, x.size, CHUNK):
