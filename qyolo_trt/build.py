@@ -34,7 +34,6 @@ from .fileio import atomic_path, json_text, sha256_bytes
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
-BIAS_IMAGES = 16  # calibration images used for bias correction
 EXPORTABLE = (".pt", ".yaml", ".yml")  # Ultralytics checkpoints / model YAMLs, exported to ONNX first
 
 
@@ -189,7 +188,7 @@ def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quant
 def _quantize(req: BuildRequest, fp32: onnx.ModelProto, out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
     """Calibrate (or reuse the scales) and rewrite to Q/DQ; returns the QDQ model and the artifacts to write."""
     from .qdq import quantize
-    from .qdq.bias_correction import correct_on_images
+    from .qdq.bias_correction import BIAS_IMAGES, correct_on_images
 
     scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
     scales, reused = _scales(req, fp32, scales_path)

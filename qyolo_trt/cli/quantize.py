@@ -14,7 +14,7 @@ from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..model import load_onnx
 from ..qdq import MODES, quantize
-from ..qdq.bias_correction import correct_on_images
+from ..qdq.bias_correction import BIAS_IMAGES, correct_on_images
 from ..qdq.weights import WEIGHT_CLIPS
 from .common import emit, json_option, keep_float_parts, log
 
@@ -44,7 +44,7 @@ from .common import emit, json_option, keep_float_parts, log
               help="Low-bit simulation (W{b}A{b}, fake-quantized for ONNX Runtime; int4 weights at 4): the scales must be calibrated for it.")
 @click.option("--bias-correction", is_flag=True,
               help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
-@click.option("--bias-num-images", type=click.IntRange(1), default=16, show_default=True, help="Images for --bias-correction.")
+@click.option("--bias-num-images", type=click.IntRange(1), default=BIAS_IMAGES, show_default=True, help="Images for --bias-correction.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def quantize_cmd(

@@ -27,7 +27,6 @@ from .predict import predict
 
 TARGETS = {"symmetric": "TensorRT", "shifted": "TensorRT", "asymmetric": "zero-point"}
 UH_ONLY_MODES = ("shifted", "asymmetric")  # need UH's lower/upper bounds
-BIAS_IMAGES = 16  # calibration images for the bias-corrected rows
 
 
 @dataclass
@@ -62,7 +61,7 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
     also each UH TensorRT row with its biases corrected on the calibration images (``+bc``)."""
     from ..calib import calibrate
     from ..qdq import quantize
-    from ..qdq.bias_correction import correct_on_images
+    from ..qdq.bias_correction import BIAS_IMAGES, correct_on_images
 
     rows = plan(methods, modes)
     t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from ..errors import QyoloError
 from .quantize import QuantizeResult
 
 TWIN = "_bias_twin"
+BIAS_IMAGES = 16  # images bias correction measures on, by default (build, compare, quantize --bias-num-images)
 
 
 def _quantized_convs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -87,7 +88,7 @@ def bias_correct(qdq: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Sequence[Fe
 
 
 def correct_on_images(result: QuantizeResult, fp32: onnx.ModelProto, images: str | os.PathLike | Sequence[str | os.PathLike],
-                      num_images: int = 16) -> QuantizeResult:
+                      num_images: int = BIAS_IMAGES) -> QuantizeResult:
     """``result`` with its biases corrected on the first ``num_images`` of ``images``; the report says on how many."""
     feeds = load_feeds(fp32, images, num_images)
     model, deltas = bias_correct(result.model, fp32, feeds)
