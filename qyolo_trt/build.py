@@ -30,11 +30,11 @@ from .backends.tensorrt.sidecar import make_sidecar, sidecar_path
 from .calib.scales import ScalesFile
 from .defaults import DEFAULT_ENGINES, default_calib, default_model
 from .errors import QyoloError
+from .export import EXPORTABLE, export  # torch / ultralytics are imported only when exporting
 from .fileio import atomic_path, json_text, sha256_bytes
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
-EXPORTABLE = (".pt", ".yaml", ".yml")  # Ultralytics checkpoints / model YAMLs, exported to ONNX first
 
 
 @dataclass
@@ -90,8 +90,6 @@ def _stem(path: Path) -> str:
 def _load_model(req: BuildRequest) -> tuple[Path, onnx.ModelProto]:
     src = Path(req.model) if req.model else default_model()
     if src.suffix.lower() in EXPORTABLE:
-        from .export import export  # lazy: torch + ultralytics (the `export` extra)
-
         with tempfile.TemporaryDirectory(prefix="qyolo-export-") as tmp:
             result = export(src, Path(tmp) / f"{src.stem}.onnx", dynamic_batch=req.batch != (1, 1, 1))
             return src, load_onnx(result.output)

@@ -27,6 +27,7 @@ from .lazy import lazy_import
 from .model import DetectorInfo, inspect_detector, load_detector, load_onnx
 
 YAML_SUFFIXES = (".yaml", ".yml")
+EXPORTABLE = (".pt", *YAML_SUFFIXES)  # Ultralytics checkpoints / model YAMLs, exported to ONNX
 DEFAULT_IMGSZ = 640
 DEFAULT_OPSET = 17
 OPSET_RANGE = (13, 20)  # per-channel Q/DQ needs 13; torch's TorchScript exporter stops at 20
@@ -71,7 +72,7 @@ def export(
     suffix = src.suffix.lower()
     if suffix == ".onnx":
         return _validate_onnx(src, None if out is None else Path(out), imgsz, opset, dynamic_batch)
-    if suffix not in (".pt", *YAML_SUFFIXES):
+    if suffix not in EXPORTABLE:
         raise QyoloError(f"{src}: unknown model format '{src.suffix}' (expected .pt, .yaml or .onnx)")
     if suffix == ".pt":
         _check_checkpoint(src)
