@@ -14,7 +14,6 @@ from ..data.feeds import Feeds
 from ..eval.agreement import expose_outputs, sqnr_db
 
 
-
 @dataclass(frozen=True)
 class Damage:
     """Pooled over every compared tensor and image: noise / signal energy, mean cosine distance, SQNR (dB)."""

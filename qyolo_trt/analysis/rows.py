@@ -9,10 +9,10 @@ from pathlib import Path
 import onnx
 
 from ..calib import calibrate
+from ..data.feeds import load_feeds
 from ..eval.compare import TARGETS, Variant, plan
 from .fallback import auto_fallback
 from .lowbit import quantize_bits
-from ..data.feeds import load_feeds
 from .sensitivity import layer_sensitivity
 
 VariantsFn = Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]]
