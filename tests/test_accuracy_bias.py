@@ -59,6 +59,9 @@ def test_cli_bias_correction(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["report"]["bias_correction"] == {"images": 2, "convs": 57}
     assert out.is_file()
+    stored = run_cli("inspect", str(out), "--json")  # the report inside the model says so too
+    assert stored.returncode == 0, stored.stderr
+    assert '"bias_correction"' in stored.stdout and '"convs": 57' in stored.stdout
     bad = run_cli("quantize", "--images", "calib_data", "--bias-correction", "--bits", "4", "-o", str(tmp_path / "x.onnx"))
     assert_clean_error(bad, "--bias-correction")
     assert not (tmp_path / "x.onnx").exists()

@@ -15,6 +15,7 @@ from ..fileio import write_bytes_atomic
 from ..model import load_onnx
 from ..qdq import MODES, quantize
 from ..qdq.bias_correction import BIAS_IMAGES, correct_on_images
+from ..qdq.quantize import store_report
 from ..qdq.weights import WEIGHT_CLIPS
 from .common import emit, json_option, keep_float_parts, log
 
@@ -85,6 +86,7 @@ def quantize_cmd(
         check_bits(scales, bits, mode)
         result.model = lower_bits(result.model, proto, bits)
         result.report["bits"] = bits
+        store_report(result.model, result.report)
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
     emit({"model": str(model), "scales": source, "output": str(output), "report": result.report}, as_json, _text)

@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from ..backends.ort.session import make_session
 from ..data.feeds import Feeds, count_images, load_feeds
 from ..errors import QyoloError
-from .quantize import QuantizeResult
+from .quantize import QuantizeResult, store_report
 
 TWIN = "_bias_twin"
 BIAS_IMAGES = 16  # images bias correction measures on, by default (build, compare, quantize --bias-num-images)
@@ -93,4 +93,5 @@ def correct_on_images(result: QuantizeResult, fp32: onnx.ModelProto, images: str
     feeds = load_feeds(fp32, images, num_images)
     model, deltas = bias_correct(result.model, fp32, feeds)
     report = {**result.report, "bias_correction": {"images": count_images(feeds), "convs": len(deltas)}}
+    store_report(model, report)
     return QuantizeResult(model, report)
