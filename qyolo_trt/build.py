@@ -185,15 +185,14 @@ def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quant
 
 def _quantize(req: BuildRequest, fp32: onnx.ModelProto, out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
     """Calibrate (or reuse the scales) and rewrite to Q/DQ; returns the QDQ model and the artifacts to write."""
-    from .qdq import quantize
-    from .qdq.bias_correction import BIAS_IMAGES, correct_on_images
+    from .qdq.bias_correction import BIAS_IMAGES
+    from .recipe import Recipe, apply
 
     scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
     scales, reused = _scales(req, fp32, scales_path)
-    result = quantize(fp32, scales, mode=req.mode)
-    if req.bias_correction:
-        result = correct_on_images(result, fp32, req.calib or default_calib(), min(req.num_images or BIAS_IMAGES, BIAS_IMAGES))
-    qdq = result.model
+    recipe = Recipe(mode=req.mode, bias_correction=req.bias_correction, bias_images=req.calib,
+                    bias_num_images=min(req.num_images or BIAS_IMAGES, BIAS_IMAGES))
+    qdq = apply(fp32, scales, recipe).model
     scales_bytes = json_text(scales.to_dict()).encode()
     artifacts = {"scales": (scales_path, scales_bytes), "qdq_onnx": (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())}
     return qdq, artifacts, reused

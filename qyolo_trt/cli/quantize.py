@@ -9,14 +9,14 @@ from typing import Any
 import click
 
 from ..calib.scales import ScalesFile, read_trt_cache
-from ..defaults import default_calib, default_model
+from ..defaults import default_model
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..model import load_onnx
-from ..qdq import MODES, quantize
-from ..qdq.bias_correction import BIAS_IMAGES, correct_on_images
-from ..qdq.quantize import store_report
+from ..qdq import MODES
+from ..qdq.bias_correction import BIAS_IMAGES
 from ..qdq.weights import WEIGHT_CLIPS
+from ..recipe import Recipe, apply
 from .common import emit, json_option, keep_float_parts, log
 
 
@@ -55,38 +55,20 @@ def quantize_cmd(
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
-    mode = mode or ("shifted" if bits == 8 else "symmetric")
     if sum(x is not None for x in (scales_path, calib_cache, images)) != 1:
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
-    if fallback_k is not None and fallback_db is not None:
-        raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
-    if bits != 8 and (fallback_k is not None or fallback_db is not None):
-        raise QyoloError("--bits below 8 does not combine with --auto-fallback / --fallback-budget")
-    if weight_clip != "minmax" and (fallback_k is not None or fallback_db is not None):
-        raise QyoloError("--weight-clip mse does not combine with --auto-fallback / --fallback-budget")
-    if bits != 8 and bias_correction:
-        raise QyoloError("--bits below 8 does not combine with --bias-correction")
+    recipe = Recipe(
+        mode=mode or ("shifted" if bits == 8 else "symmetric"), weight_clip=weight_clip, exclude=exclude,
+        keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None,
+        fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images or images,
+        fallback_num_images=fallback_num_images, bias_correction=bias_correction, bias_images=images,
+        bias_num_images=bias_num_images, bits=bits,
+    )  # fmt: skip
+    recipe.check()
     proto = load_onnx(model)
     start = time.perf_counter()
     scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images, bits)
-    parts = keep_float_parts(keep_float)
-    options = {"mode": mode, "exclude": exclude, "keep_float": parts, "allow_missing": allow_missing, "check_hash": calib_cache is None}
-    if fallback_k is not None or fallback_db is not None:
-        from ..analysis import auto_fallback, load_feeds
-
-        feeds = load_feeds(proto, fallback_images or images or default_calib(), fallback_num_images)
-        result = auto_fallback(proto, scales, feeds, k=fallback_k, budget_db=fallback_db, **options)
-    else:
-        result = quantize(proto, scales, **options, weight_clip=weight_clip)
-    if bias_correction:
-        result = correct_on_images(result, proto, images or default_calib(), bias_num_images)
-    if bits != 8 or scales.params.get("bits", 8) != 8:
-        from ..analysis.lowbit import check_bits, lower_bits
-
-        check_bits(scales, bits, mode)
-        result.model = lower_bits(result.model, proto, bits)
-        result.report["bits"] = bits
-        store_report(result.model, result.report)
+    result = apply(proto, scales, recipe)
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
     emit({"model": str(model), "scales": source, "output": str(output), "report": result.report}, as_json, _text)
