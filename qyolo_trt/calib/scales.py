@@ -91,6 +91,14 @@ class ScalesFile:
         tensors = {k: TensorRange(scale=s, clip=s * QMAX, min=-s * QMAX, max=s * QMAX) for k, s in scales.items()}
         return cls(model_hash, method, 0, tensors)
 
+    @classmethod
+    def from_trt_cache(cls, path: str | os.PathLike, model_hash: str = "") -> "ScalesFile":
+        """A TensorRT calibration cache (trtexec, Polygraphy, ModelOpt) as a scales file; its header is kept in params."""
+        header, scales = read_trt_cache(path)
+        converted = cls.from_symmetric(scales, model_hash)
+        converted.params = {"source": Path(path).name, "header": header}
+        return converted
+
 
 def _finite_dict(d: dict[str, Any]) -> dict[str, Any]:
     """JSON has no inf/nan: degenerate statistics are stored as null."""

@@ -51,16 +51,14 @@ def calibrate_cmd(
     One ONNX Runtime pass streams every quantizable activation into a histogram; UH, minmax, percentile,
     entropy and mse are computed from the same statistics.
     """
-    from ..calib import METHODS, ScalesFile, calibrate, read_trt_cache, write_trt_cache
+    from ..calib import METHODS, ScalesFile, calibrate, write_trt_cache
     from ..defaults import default_calib, default_model
     from ..model import load_onnx, model_hash
 
     model_path = model or default_model()
     started = time.perf_counter()
     if from_cache is not None:
-        header, scales = read_trt_cache(from_cache)
-        converted = ScalesFile.from_symmetric(scales, model_hash(load_onnx(model_path)))
-        converted.params = {"source": from_cache.name, "header": header}
+        converted = ScalesFile.from_trt_cache(from_cache, model_hash(load_onnx(model_path)))
         results = {converted.method: converted}
     else:
         methods = list(METHODS) if method == "all" else [method]

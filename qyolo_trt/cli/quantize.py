@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..calib.scales import ScalesFile, read_trt_cache
+from ..calib.scales import ScalesFile
 from ..defaults import default_model
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
@@ -80,8 +80,7 @@ def _scales(
     if scales_path is not None:
         return ScalesFile.load(scales_path), str(scales_path)
     if calib_cache is not None:
-        header, scales = read_trt_cache(calib_cache)
-        return ScalesFile.from_symmetric(scales, method=header), str(calib_cache)
+        return ScalesFile.from_trt_cache(calib_cache), str(calib_cache)
     from ..calib import calibrate  # heavy: ORT pass over the images
 
     log(f"quantize: calibrating ({method}) on {images}")
