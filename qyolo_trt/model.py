@@ -53,6 +53,13 @@ def load_onnx(path: str | os.PathLike, load_external_data: bool = True) -> onnx.
     return model
 
 
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of ``model`` (rewrites never mutate their input)."""
+    clone = onnx.ModelProto()
+    clone.CopyFrom(model)
+    return clone
+
+
 def model_hash(model: onnx.ModelProto) -> str:
     """Content hash of a model (SHA-256 of its deterministic serialisation)."""
     return sha256_bytes(model.SerializeToString(deterministic=True))

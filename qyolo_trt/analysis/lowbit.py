@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..calib.scales import ScalesFile
 from ..errors import QyoloError
+from ..model import copy_model
 from ..qdq import quantize
 from ..qdq.weights import MIN_SCALE
 
@@ -28,8 +29,7 @@ def lower_bits(qdq: onnx.ModelProto, fp32: onnx.ModelProto, bits: int) -> onnx.M
     """A copy of the int8 QDQ model ``qdq`` (of ``fp32``, activation scales calibrated for ``bits``) on a ``bits`` grid."""
     if not 2 <= bits <= 8:
         raise QyoloError(f"--bits must be in 2..8, got {bits}")
-    out = onnx.ModelProto()
-    out.CopyFrom(qdq)
+    out = copy_model(qdq)
     if bits == 8:
         return out
     g = out.graph

@@ -21,7 +21,7 @@ from onnx import numpy_helper
 from ..backends.ort.session import make_session
 from ..data import ImageLoader
 from ..errors import QyoloError
-from ..model import DetectorInfo
+from ..model import DetectorInfo, copy_model
 from ..progress import progress
 from .histogram import Histogram, Scratch
 
@@ -128,8 +128,7 @@ def derivations(model: onnx.ModelProto, targets: Sequence[str]) -> dict[str, tup
 
 def _exposed_model(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
     """Serialized copy of ``model`` whose outputs are ``names`` (float32 tensors)."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
+    exposed = copy_model(model)
     del exposed.graph.output[:]
     exposed.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     return exposed.SerializeToString()

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
+from ..model import copy_model
 from .cocoeval import CocoScore, detections_to_coco, evaluate_coco
 from .decode import Detections
 from .groundtruth import coco_dataset
@@ -63,8 +64,7 @@ def fp32_agreement(reference_gt: dict, dets: Sequence[Detections], image_ids: Se
 
 def expose_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy of ``model`` with the intermediate tensors ``names`` added as graph outputs (if not already)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     have = {o.name for o in out.graph.output}
     out.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in have)
     return out

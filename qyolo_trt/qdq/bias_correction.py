@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 from ..backends.ort.session import make_session
 from ..data.feeds import Feeds, count_images, load_feeds
 from ..errors import QyoloError
+from ..model import copy_model
 from .quantize import QuantizeResult, store_report
 
 TWIN = "_bias_twin"
@@ -47,8 +48,7 @@ def _probe(qdq: onnx.ModelProto, fp32: onnx.ModelProto, convs: list[onnx.NodePro
     """``qdq`` plus a float twin of every conv; each conv's and twin's output are graph outputs."""
     fp_init = {i.name: i for i in fp32.graph.initializer}
     fp_conv = {n.output[0]: n for n in fp32.graph.node if n.op_type == "Conv"}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(qdq)
+    probe = copy_model(qdq)
     producer = {o: n for n in probe.graph.node for o in n.output}
     for conv in convs:
         ref = fp_conv.get(conv.output[0])
@@ -75,8 +75,7 @@ def bias_correct(qdq: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Sequence[Fe
     for feed in feeds:
         for name, value in zip(names, session.run(names, feed)):
             means[name] = means[name] + value.astype(np.float64).mean(axis=(0, *range(2, value.ndim))) / len(feeds)
-    out = onnx.ModelProto()
-    out.CopyFrom(qdq)
+    out = copy_model(qdq)
     inits = {i.name: i for i in out.graph.initializer}
     deltas: dict[str, float] = {}
     for conv in convs:

@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 
 from ..calib.scales import ScalesFile, TensorRange
 from ..errors import QyoloError
-from ..model import model_hash
+from ..model import copy_model, model_hash
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
 from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
 from .rules.shift import can_shift, fold_shift
@@ -69,7 +69,7 @@ def quantize(
             f"scales ({scales.method}) were computed for model {scales.model_hash[:12]}, not this model ({h[:12]}); "
             "recalibrate this model, or skip the check"
         )
-    graph = gs.import_onnx(_copy(model))  # graphsurgeon's export renames the initializers it was given in place
+    graph = gs.import_onnx(copy_model(model))  # graphsurgeon's export renames the initializers it was given in place
     graph.toposort()
     head = find_head(graph)
     plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(exclude), keep_float, head))
@@ -124,12 +124,6 @@ def _plan(graph: gs.Graph, floats: dict[int, str]) -> tuple[Plan, list[dict[str,
         elif place is not None:
             plan.append((node, place))
     return plan, float_nodes
-
-
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    clone = onnx.ModelProto()
-    clone.CopyFrom(model)
-    return clone
 
 
 def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
