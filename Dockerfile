@@ -29,10 +29,8 @@ RUN command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin
     && PIP_CONSTRAINT=/tmp/constraints.txt pip install --no-cache-dir -e ".[trt]" \
     && PIP_CONSTRAINT=/tmp/constraints.txt bash tools/install_export.sh
 
-# 2) the source, the embedded default model and calibration images (editable install: picked up as is)
+# 2) the source with its package data (embedded default model and calibration images; editable install: picked up as is)
 COPY qyolo_trt/ qyolo_trt/
-COPY models/ models/
-COPY calib_data/ calib_data/
 
 # 3) check the install, then run as an unprivileged user; engines are written under the mounted working directory
 RUN python3 -c "import qyolo_trt.cli, qyolo_trt.defaults as d; d.default_model(); d.default_calib()" \

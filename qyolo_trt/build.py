@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,12 @@ from .calib.scales import ScalesFile
 from .defaults import DEFAULT_ENGINES, default_calib, default_model
 from .errors import QyoloError
 from .export import EXPORTABLE, export  # torch / ultralytics are imported only when exporting
-from .fileio import atomic_path, json_text, sha256_bytes
+from .fileio import json_text, refuse_overwrite, sha256_bytes, write_all
+from .data import list_images
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
+QUALITY_IMAGES = 4  # calibration images held out of calibration to score the QDQ model (head SQNR, FP32 agreement)
 
 
 @dataclass
@@ -102,17 +103,25 @@ def _targets(req: BuildRequest, backend: str) -> tuple[str, ...]:
     return DEFAULT_RTX_TARGETS if backend == "tensorrt-rtx" else (require_gpu().cc,)
 
 
-def _scales(req: BuildRequest, fp32: onnx.ModelProto, path: Path) -> tuple[ScalesFile, bool]:
+def split_calib(req: BuildRequest) -> tuple[list[Path], list[Path]]:
+    """(calibration images, held-out images for the quality line): the last ``QUALITY_IMAGES`` of the source are
+    held out when it has at least twice as many, else none (too few images to spare any)."""
+    paths = list_images(req.calib or default_calib(), limit=req.num_images)
+    if len(paths) < 2 * QUALITY_IMAGES:
+        return paths, []
+    return paths[:-QUALITY_IMAGES], paths[-QUALITY_IMAGES:]
+
+
+def _scales(req: BuildRequest, fp32: onnx.ModelProto, images: list[Path], path: Path) -> tuple[ScalesFile, bool]:
     """Calibrate, or reuse the scales file at ``path`` when it was made the same way for the same model."""
     from .calib import calibrate
 
-    images = req.calib or str(default_calib())
-    key = {"build_images": str(images), "build_num_images": req.num_images}
+    key = {"build_images": str(req.calib or default_calib()), "build_num_images": req.num_images, "build_calib_images": len(images)}
     if path.is_file():
         old = ScalesFile.load(path)
         if old.model_hash == model_hash(fp32) and old.method == req.method and all(old.params.get(k) == v for k, v in key.items()):
             return old, True
-    scales = calibrate(fp32, images, methods=(req.method,), num_images=req.num_images)[req.method]
+    scales = calibrate(fp32, images, methods=(req.method,))[req.method]
     scales.params.update(key)
     return scales, False
 
@@ -126,8 +135,7 @@ def _groups(req: BuildRequest, backend: str) -> list[tuple[str, ...]]:
 def _plans(req: BuildRequest, groups: list[tuple[str, ...]], backend: str, out: Path, fp32: onnx.ModelProto | None,
            qdq: onnx.ModelProto | None) -> list[_Plan]:
     plans = []
-    for group in groups:
-        path = out if len(groups) == 1 else out.with_name(f"{_stem(out)}.{'-'.join(group)}.engine")
+    for group, path in zip(groups, engine_paths(out, groups)):
         if req.precision != "int8":
             plans.append(_Plan(group, req.precision, fp32, path))
         elif backend == "tensorrt-rtx" and set(group) <= RTX_NO_INT8:
@@ -141,6 +149,15 @@ def _plans(req: BuildRequest, groups: list[tuple[str, ...]], backend: str, out: 
         else:
             plans.append(_Plan(group, "int8", qdq, path))
     return plans
+
+
+def engine_paths(out: Path, groups: list[tuple[str, ...]]) -> list[Path]:
+    """``out`` for one engine; ``NAME.<targets>.engine`` beside it for several."""
+    return [out] if len(groups) == 1 else [out.with_name(f"{_stem(out)}.{'-'.join(g)}.engine") for g in groups]
+
+
+def _artifact_paths(req: BuildRequest, out: Path) -> dict[str, Path]:
+    return {"scales": out.with_name(f"{_stem(out)}.{req.method}.scales.json"), "qdq_onnx": out.with_name(f"{_stem(out)}.qdq.onnx")}
 
 
 def _with_nms(model: onnx.ModelProto, info: DetectorInfo, nms: dict[str, float] | None) -> onnx.ModelProto:
@@ -179,22 +196,24 @@ def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quant
     if not info.dynamic_batch and len(set(req.batch) | {info.input_shape[0]}) > 1:
         raise QyoloError(f"{src} has a static batch of {info.input_shape[0]}; re-export it with a dynamic batch to build batch "
                          + "/".join(map(str, req.batch)))
+    if req.triton_repo is not None and backend == "tensorrt-rtx":
+        raise QyoloError("--triton-repo: Triton's tensorrt_plan backend cannot load TensorRT-RTX engines; build them with --backend tensorrt")
     if quantized and req.precision != "int8":
         raise QyoloError(f"{src} is already quantized (Q/DQ): build it with --precision int8, or give the FP32 model")
 
 
-def _quantize(req: BuildRequest, fp32: onnx.ModelProto, out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
+def _quantize(req: BuildRequest, fp32: onnx.ModelProto, images: list[Path], out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
     """Calibrate (or reuse the scales) and rewrite to Q/DQ; returns the QDQ model and the artifacts to write."""
     from .qdq.bias_correction import BIAS_IMAGES
     from .recipe import Recipe, apply
 
-    scales_path = out.with_name(f"{_stem(out)}.{req.method}.scales.json")
-    scales, reused = _scales(req, fp32, scales_path)
-    recipe = Recipe(mode=req.mode, bias_correction=req.bias_correction, bias_images=req.calib,
-                    bias_num_images=min(req.num_images or BIAS_IMAGES, BIAS_IMAGES))
+    paths = _artifact_paths(req, out)
+    scales, reused = _scales(req, fp32, images, paths["scales"])
+    recipe = Recipe(mode=req.mode, bias_correction=req.bias_correction, bias_images=images,
+                    bias_num_images=min(len(images), BIAS_IMAGES))
     qdq = apply(fp32, scales, recipe).model
     scales_bytes = json_text(scales.to_dict()).encode()
-    artifacts = {"scales": (scales_path, scales_bytes), "qdq_onnx": (out.with_name(f"{_stem(out)}.qdq.onnx"), qdq.SerializeToString())}
+    artifacts = {"scales": (paths["scales"], scales_bytes), "qdq_onnx": (paths["qdq_onnx"], qdq.SerializeToString())}
     return qdq, artifacts, reused
 
 
@@ -207,9 +226,14 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
     _check(req, src, info, backend, quantized)
     groups = _groups(req, backend)
     out = Path(req.output) if req.output else DEFAULT_ENGINES / f"{_stem(src)}.engine"
-    fp32, qdq, artifacts, reused = (None, model, {}, False) if quantized else (model, None, {}, False)
+    engines = engine_paths(out, groups)
+    artifacts_out = list(_artifact_paths(req, out).values()) if req.precision == "int8" and not quantized else []
+    refuse_overwrite([*engines, *map(sidecar_path, engines), *artifacts_out], [src, req.timing_cache])
+    fp32, qdq, artifacts, reused, quality = (None, model, {}, False, None) if quantized else (model, None, {}, False, None)
     if req.precision == "int8" and not quantized:
-        qdq, artifacts, reused = _quantize(req, model, out)
+        calib, held_out = split_calib(req)
+        qdq, artifacts, reused = _quantize(req, model, calib, out)
+        quality = _quality(qdq, model, held_out)
     plans = _plans(req, groups, backend, out, fp32, qdq)
     with tempfile.TemporaryDirectory(prefix="qyolo-build-") as tmp:
         results = _build_all(req, backend, plans, info, src, Path(tmp))
@@ -233,7 +257,33 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
         "artifacts": {k: str(p) for k, (p, _) in artifacts.items()},
         "scales_reused": reused,
         "triton": triton,
+        "targets_note": targets_note(req, backend, groups),
+        "quality": quality,
+        "written": [str(p) for p in _written(artifacts, plans)] + triton,
     }
+
+
+def targets_note(req: BuildRequest, backend: str, groups: list[tuple[str, ...]]) -> str:
+    """One line on which engines this build makes and why."""
+    if req.gpus:
+        return f"targets: {', '.join(t for g in groups for t in g)} (--gpu)"
+    if backend != "tensorrt-rtx":
+        return f"targets: the local GPU ({groups[0][0]})"
+    return ("targets: the default set, RTX 4090 (sm89) and T4 (sm75); TensorRT-RTX has no INT8 kernels for Turing, so with "
+            "INT8 the T4 gets its own FP16 engine (pass --gpu rtx4090 for one engine named as -o says)")
+
+
+def _quality(qdq: onnx.ModelProto, fp32: onnx.ModelProto, images: list[Path]) -> dict[str, Any] | None:
+    """Head SQNR and FP32 agreement of the QDQ model on the held-out calibration images (None without any)."""
+    if not images:
+        return None
+    from .eval.evaluate import quality
+
+    return quality(qdq, fp32, images)
+
+
+def _written(artifacts: dict[str, tuple[Path, bytes]], plans: list[_Plan]) -> list[Path]:
+    return [p for p, _ in artifacts.values()] + [q for p in plans for q in (p.engine_path, sidecar_path(p.engine_path))]
 
 
 def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResult], sidecars: list[dict[str, Any]], plans: list[_Plan]) -> None:
@@ -241,9 +291,7 @@ def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResu
     files = [*artifacts.values()]
     for r, s, p in zip(results, sidecars, plans):
         files += [(p.engine_path, r.engine), (sidecar_path(p.engine_path), json_text(s).encode())]
-    with contextlib.ExitStack() as stack:
-        for path, data in files:
-            stack.enter_context(atomic_path(path)).write_bytes(data)
+    write_all(files)
 
 
 def _triton(req: BuildRequest, plan: _Plan, sidecar: dict[str, Any]) -> Path:

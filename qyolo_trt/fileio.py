@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,57 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Nothing is left behind on failure: neither a half-written target nor the temp file.
     """
+    from .errors import QyoloError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise QyoloError(f"cannot write {target}: it is a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise QyoloError(f"cannot write {target}: {(exc.strerror or str(exc)).lower()}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, target)
+        except OSError as exc:  # disk full, quota, read-only: one line naming the artifact, not the temp file
+            raise QyoloError(f"cannot write {target}: {(exc.strerror or str(exc)).lower()}") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> None:
+    """Write several artifacts all-or-nothing: every temp file is written before the first rename."""
+    with contextlib.ExitStack() as stack:
+        for path, data in files:
+            stack.enter_context(atomic_path(path)).write_bytes(data)
+
+
+def refuse_overwrite(outputs: Iterable[str | os.PathLike | None], inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse outputs that are one of the inputs (same file, also through a symlink or a hard link) or each other."""
+    from .errors import QyoloError
+
+    seen: dict[tuple[int, int] | Path, Path] = {}
+    for p in (Path(q) for q in inputs if q is not None):
+        if p.is_file():
+            seen[_identity(p)] = p
+    outs: dict[Path, Path] = {}
+    for p in (Path(q) for q in outputs if q is not None):
+        if p.exists() and _identity(p) in seen:
+            raise QyoloError(f"refusing to overwrite the input {seen[_identity(p)]} with output {p}; choose another output path")
+        key = p.resolve()
+        if key in outs:
+            raise QyoloError(f"two outputs name the same file {p}; choose different paths")
+        outs[key] = p
+
+
+def _identity(p: Path) -> tuple[int, int]:
+    st = p.stat()
+    return st.st_dev, st.st_ino
 
 
 def _umask() -> int:

@@ -38,7 +38,10 @@ class DetectorInfo:
 
 
 def load_onnx(path: str | os.PathLike, load_external_data: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file with a one-line error for a missing, foreign or truncated file."""
+    """Load an ONNX file with a one-line error for a missing, foreign or truncated file, normalised
+    (``qyolo_trt.normalize``: constant Identity chains folded, so every pass sees each conv's weight and bias)."""
+    from .normalize import normalize
+
     p = Path(path)
     if not p.exists():
         raise QyoloError(f"{p}: no such file")
@@ -50,7 +53,7 @@ def load_onnx(path: str | os.PathLike, load_external_data: bool = True) -> onnx.
         raise QyoloError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
     if not model.graph.node or not model.graph.output:
         raise QyoloError(f"{p}: not a readable ONNX model (empty or truncated graph)")
-    return model
+    return normalize(model)
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -61,8 +64,11 @@ def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def model_hash(model: onnx.ModelProto) -> str:
-    """Content hash of a model (SHA-256 of its deterministic serialisation)."""
-    return sha256_bytes(model.SerializeToString(deterministic=True))
+    """Content hash of a model (SHA-256 of the deterministic serialisation of its normalised form, so a model and
+    its ``qyolo_trt.normalize`` result hash the same)."""
+    from .normalize import normalize
+
+    return sha256_bytes(normalize(model).SerializeToString(deterministic=True))
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[Dim]:

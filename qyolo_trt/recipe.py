@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 
 from .calib.scales import ScalesFile
 from .defaults import default_calib
 from .errors import QyoloError
+from .normalize import normalize
 from .qdq import quantize
 from .qdq.bias_correction import BIAS_IMAGES, correct_on_images
 from .qdq.quantize import QuantizeResult, store_report
@@ -38,6 +39,10 @@ class Recipe:
     bias_num_images: int = BIAS_IMAGES
     bits: int = 8
 
+    def with_images(self, images: ImageSource) -> Recipe:
+        """This recipe with ``images`` for the passes that need images and were given none."""
+        return replace(self, fallback_images=self.fallback_images or images, bias_images=self.bias_images or images)
+
     @property
     def fallback(self) -> bool:
         return self.fallback_k is not None or self.fallback_db is not None
@@ -57,6 +62,7 @@ class Recipe:
 def apply(model: onnx.ModelProto, scales: ScalesFile, recipe: Recipe) -> QuantizeResult:
     """The QDQ model of ``recipe`` (its report says what each step did)."""
     recipe.check()
+    model = normalize(model)
     options = {"mode": recipe.mode, "exclude": recipe.exclude, "keep_float": recipe.keep_float,
                "allow_missing": recipe.allow_missing, "check_hash": recipe.check_hash}
     if recipe.fallback:

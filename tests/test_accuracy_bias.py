@@ -10,6 +10,7 @@ import pytest
 from conftest import assert_clean_error, run_cli
 from qdq_graphs import observed_scales, tensor_values, tiny_detector
 
+from qyolo_trt.defaults import default_calib
 from qyolo_trt.qdq import quantize
 from qyolo_trt.qdq.bias_correction import _float_input, bias_correct
 
@@ -55,13 +56,13 @@ def test_shifted_twin_reads_the_unshifted_tensor(fp32):
 
 def test_cli_bias_correction(tmp_path):
     out = tmp_path / "bc.onnx"
-    proc = run_cli("quantize", "--images", "calib_data", "--bias-correction", "--bias-num-images", "2", "--mode", "shifted", "-o", str(out), "--json")
+    proc = run_cli("quantize", "--images", default_calib(), "--bias-correction", "--bias-num-images", "2", "--mode", "shifted", "-o", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["report"]["bias_correction"] == {"images": 2, "convs": 57}
     assert out.is_file()
     stored = run_cli("inspect", str(out), "--json")  # the report inside the model says so too
     assert stored.returncode == 0, stored.stderr
     assert '"bias_correction"' in stored.stdout and '"convs": 57' in stored.stdout
-    bad = run_cli("quantize", "--images", "calib_data", "--bias-correction", "--bits", "4", "-o", str(tmp_path / "x.onnx"))
+    bad = run_cli("quantize", "--images", default_calib(), "--bias-correction", "--bits", "4", "-o", str(tmp_path / "x.onnx"))
     assert_clean_error(bad, "--bias-correction")
     assert not (tmp_path / "x.onnx").exists()

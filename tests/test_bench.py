@@ -7,13 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, assert_clean_error, run_cli
+
 from qyolo_trt.backends import Runner
-from qyolo_trt.bench import Variant, make_input, plan, run_bench, schedule, summarize, time_interleaved
+from qyolo_trt.bench import (
+    Variant,
+    make_input,
+    plan,
+    run_bench,
+    schedule,
+    summarize,
+    time_interleaved,
+)
+from qyolo_trt.defaults import default_model
 from qyolo_trt.errors import QyoloError
 
-MODEL = REPO / "models" / "yolov5n.onnx"
+MODEL = default_model()
 
 
 class FakeClock:

@@ -7,8 +7,9 @@ import math
 import shutil
 
 import pytest
+from conftest import assert_clean_error, run_cli
 
-from conftest import REPO, assert_clean_error, run_cli
+from qyolo_trt.defaults import default_calib
 from qyolo_trt.errors import QyoloError
 from qyolo_trt.eval.compare import overlap, plan
 from qyolo_trt.eval.peers import available_peers
@@ -43,7 +44,7 @@ def test_compare_small_table(tmp_path, yolov5n_onnx, coco_dir):
     evalset.write_text("\n".join(str(p) for p in images[40:43]))  # YOLO labels found beside them
     out = tmp_path / "cmp.json"
     proc = run_cli(
-        "compare", yolov5n_onnx, "--calib", REPO / "calib_data", "--num-calib", "2", "--data", evalset,
+        "compare", yolov5n_onnx, "--calib", default_calib(), "--num-calib", "2", "--data", evalset,
         "--methods", "uh,minmax", "--modes", "symmetric,asymmetric", "--bootstrap", "50", "--json", "-o", out,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -68,5 +69,5 @@ def test_compare_small_table(tmp_path, yolov5n_onnx, coco_dir):
 
 def test_compare_cli_bad_input(tmp_path):
     assert_clean_error(run_cli("compare", "--data", tmp_path / "none"), "no such file")
-    shutil.copy(REPO / "calib_data" / "000000000009.jpg", tmp_path / "x.jpg")
+    shutil.copy(default_calib() / "000000000009.jpg", tmp_path / "x.jpg")
     assert_clean_error(run_cli("compare", "--data", tmp_path, "--modes", ",", "--no-peers"), "--modes")

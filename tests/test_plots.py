@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_clean_error, run_cli
-from qyolo_trt.analysis.plots import COLORS, DPI, FIGSIZE, SILU_MIN, display_counts, ranges, render, save_png
+from qyolo_trt.analysis.plots import COLORS, DPI, FIGSIZE, SILU_MIN, display_counts, ranges, png_bytes, render
 from qyolo_trt.calib import METHODS, Histogram
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -44,10 +44,10 @@ def test_render_draws_every_clip_and_writes_png(post_silu, tmp_path):
     assert any(p.get_label().startswith("SiLU band") for p in ax.patches)
     assert found["uh"].lower == pytest.approx(SILU_MIN, abs=1e-3)
     assert found["uh"].clip < found["minmax"].clip  # UH clips the thin tail that MinMax keeps
-    png = save_png(render("post_silu", post_silu, {m: found[m] for m in ("uh", "minmax")}), tmp_path / "h.png")
-    image = cv2.imread(str(png))
+    png = png_bytes(render("post_silu", post_silu, {m: found[m] for m in ("uh", "minmax")}))
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (int(FIGSIZE[1] * DPI), int(FIGSIZE[0] * DPI), 3)
-    assert png.stat().st_size > 10_000
+    assert len(png) > 10_000
     red = np.array([40, 39, 214])  # tab:red in BGR: UH's clip and asymmetric lines are really painted, top to bottom
     assert (np.abs(image.astype(int) - red).sum(axis=2) < 30).any(axis=1).sum() > 250
 

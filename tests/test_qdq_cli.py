@@ -12,6 +12,7 @@ from conftest import assert_clean_error, run_cli
 from qdq_graphs import observed_scales, tiny_detector
 
 from qyolo_trt.calib.scales import write_trt_cache
+from qyolo_trt.defaults import default_calib
 from qyolo_trt.fileio import sha256_bytes
 
 
@@ -64,7 +65,7 @@ def test_quantize_from_tensorrt_calibration_cache(tiny, tmp_path):
 
 def test_quantize_calibrates_the_embedded_model(tmp_path):
     out = tmp_path / "v5n.qdq.onnx"
-    proc = run_cli("quantize", "--images", "calib_data", "--num-images", "2", "--mode", "shifted", "-o", out, "--json")
+    proc = run_cli("quantize", "--images", default_calib(), "--num-images", "2", "--mode", "shifted", "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)["report"]
     assert report["method"] == "uh" and report["quantized"]["Conv"] == 57 and len(report["shifted"]) == 24

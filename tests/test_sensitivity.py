@@ -7,12 +7,13 @@ import json
 import numpy as np
 import onnx
 import pytest
+from conftest import assert_clean_error, run_cli
 from onnx import helper, numpy_helper
 from qdq_graphs import GraphBuilder, observed_scales, tiny_detector
 
-from conftest import REPO, assert_clean_error, run_cli
 from qyolo_trt.analysis import auto_fallback, layer_sensitivity, quantized_units
 from qyolo_trt.analysis.fallback import smallest_reaching
+from qyolo_trt.defaults import default_calib
 from qyolo_trt.qdq import REPORT_KEY, quantize
 
 SIZE = 32  # anchor-free head with strides 8/16/32: 16 + 4 + 1 = 21 anchors
@@ -127,7 +128,7 @@ def test_cli_sensitivity_and_quantize_fallback(fragile, tmp_path):
     model, scales, _ = fragile
     onnx.save(model, tmp_path / "tiny.onnx")
     scales.save(tmp_path / "scales.json")
-    images = REPO / "calib_data"
+    images = default_calib()
     proc = run_cli("sensitivity", tmp_path / "tiny.onnx", "--scales", tmp_path / "scales.json", "--images", images, "--num-images", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -143,6 +144,6 @@ def test_cli_sensitivity_and_quantize_fallback(fragile, tmp_path):
 def test_cli_bad_input(tmp_path):
     assert_clean_error(run_cli("sensitivity", "--scales", tmp_path / "missing.json"), "no such file")
     out = tmp_path / "x.onnx"
-    proc = run_cli("quantize", "--images", REPO / "calib_data", "--num-images", "1", "--auto-fallback", "1", "--fallback-budget", "30", "-o", out)
+    proc = run_cli("quantize", "--images", default_calib(), "--num-images", "1", "--auto-fallback", "1", "--fallback-budget", "30", "-o", out)
     assert_clean_error(proc, "at most one", "--auto-fallback")
     assert not out.exists()

@@ -125,3 +125,31 @@ def test_report_counts_layers_by_type(monkeypatch, tiny):
     install_doubles(monkeypatch, 11)
     res = build_engine(tiny(), backend="tensorrt", targets=("sm90",))
     assert res.report.layers_by_type == dict(Counter(layer.type for layer in res.report.layers)) == {"CaskConvolution": 2, "PointWiseV2": 1}
+
+
+def test_parser_gets_the_model_file_path(monkeypatch, tiny, tmp_path):
+    """``OnnxParser.parse(bytes, path)``: ``path`` is the model's file (external data is resolved beside it), not its folder."""
+    install_doubles(monkeypatch, 10)
+    model = tiny()
+    assert build_engine(model, backend="tensorrt", targets=("sm90",)).engine  # the double refuses a folder
+
+
+def test_plugin_logger_outlives_the_build(monkeypatch, tiny):
+    """The plugin registry keeps a raw pointer to the logger it got: that logger must not be a build's local one."""
+    import gc
+
+    trt, _ = install_doubles(monkeypatch, 10)
+    build_engine(tiny(), backend="tensorrt", targets=("sm90",))
+    gc.collect()
+    assert trt.stats["plugin_logger"]() is not None
+
+
+@pytest.mark.parametrize("major", [10, 11])
+def test_corrupt_timing_cache_is_one_line(monkeypatch, tiny, tmp_path, major):
+    """``create_timing_cache`` returns None for bytes that are not a cache: a clear error, not a TypeError."""
+    install_doubles(monkeypatch, major)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"\x00garbage")
+    with pytest.raises(QyoloError, match="timing cache is not readable"):
+        build_engine(tiny(), backend="tensorrt", targets=("sm90",), timing_cache=cache)
+    assert cache.read_bytes() == b"\x00garbage"

@@ -89,3 +89,13 @@ def test_rtx_groups_keep_turing_apart_for_int8():
     assert rtx_groups(("sm89", "sm75"), "fp16") == [("sm89", "sm75")]
     with pytest.raises(QyoloError, match="cannot target sm90"):
         rtx_groups(("sm90",), "fp16")
+
+
+def test_builder_log_reads_the_whole_format_datatype_value():
+    """``Format/Datatype: Thirty-two wide ... Int8 format`` is Int8, not the first word "Thirty"."""
+    line = ("Name: /c/Conv_myl0_9, LayerType: correlation, Inputs: [ { Name: a, Format/Datatype: Thirty-two wide channel vectorized "
+            "row major Int8 format, Dimensions: [1,16,8,8] }], Constants: [], Outputs: [ { Name: b, Format/Datatype: Channel major "
+            "FP16 format where channel % 8 == 0 }], TacticName: t, StreamId: 0, Metadata: [ONNX Layer: /c/Conv]")
+    (layer,) = parse_layer_log([line])
+    assert layer.input_dtypes == (canonical_dtype("Int8"),) and layer.output_dtypes == (canonical_dtype("FP16"),)
+    assert canonical_dtype("Int8") != canonical_dtype("FP16") != canonical_dtype("Thirty")

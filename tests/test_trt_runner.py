@@ -129,3 +129,19 @@ def test_nms_engine_loads_in_a_fresh_process(monkeypatch, tmp_path):
     with get_runner("trt", out) as runner:
         assert runner.output_names == ["num_dets", "det_boxes", "det_scores", "det_classes"]
     assert fresh.stats["plugins"]
+
+
+def test_runner_allocates_on_the_device_it_checked(monkeypatch, tmp_path):
+    """``device=1``: the GPU whose properties were checked is made current before any buffer or stream exists."""
+    h100 = ("NVIDIA H100 80GB HBM3", 9, 0)
+    _, cudart = install_doubles(monkeypatch, 11, devices=(h100, h100))
+    model = tmp_path / "tiny.qdq.onnx"
+    onnx.save(tiny_model(), model)
+    out = tmp_path / "tiny.engine"
+    res = build_engine(model, backend="tensorrt", targets=("sm90",))
+    write_bytes_atomic(out, res.engine)
+    write_json_atomic(sidecar_path(out), make_sidecar(res))
+    with get_runner("trt", out, device=1) as runner:
+        assert cudart.current == 1
+        assert cudart.memory and {cudart.placement[a] for a in cudart.memory} == {1}
+        runner.infer({runner.input_name: np.zeros((1, 3, 8, 8), np.float32)})

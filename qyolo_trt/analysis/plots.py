@@ -8,6 +8,7 @@ matplotlib is imported lazily with the Agg backend (headless; the ``plots`` extr
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from ..calib import METHODS, Histogram, MethodOptions, TensorRange, compute_rang
 from ..calib.collect import calibration_targets, collect
 from ..data import list_images
 from ..errors import QyoloError
-from ..fileio import atomic_path
+from ..fileio import write_all
 from ..lazy import lazy_import
 from ..model import inspect_detector
 
@@ -115,11 +116,11 @@ def _silu_zoom(ax, hist: Histogram) -> None:
     inset.tick_params(labelsize=6)
 
 
-def save_png(fig, path: str | os.PathLike) -> Path:
-    """Write the figure atomically as PNG."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def file_name(tensor: str) -> str:
@@ -153,10 +154,11 @@ def plot_histograms(
         uh = {n: compute_range("uh", stats[n], MethodOptions(bits=bits), n) for n in stats}
         names = sorted(stats, key=lambda n: -outlier_ratio(stats[n], uh[n]))[:top]
     found = {n: ranges(stats[n], methods, n, bits) for n in names}
-    out = []
+    out, files = [], []
     for n in names:
-        fig = render(n, stats[n], found[n])
-        path = save_png(fig, Path(out_dir) / file_name(n))
+        path = Path(out_dir) / file_name(n)
+        files.append((path, png_bytes(render(n, stats[n], found[n]))))
         out.append({"tensor": n, "png": str(path), "min": stats[n].min, "max": stats[n].max,
                     "ranges": {m: {k: v for k, v in asdict(r).items() if v is not None} for m, r in found[n].items()}})  # fmt: skip
+    write_all(files)  # every PNG or none
     return out

@@ -115,10 +115,14 @@ def _hex_to_float(h: str) -> float:
     return struct.unpack(">f", bytes.fromhex(h.strip().rjust(8, "0")))[0]
 
 
+def trt_cache_text(scales: dict[str, float], header: str = "TRT-100000-EntropyCalibration2") -> str:
+    """``name: <big-endian hex of float32 scale>`` lines under a ``TRT-<version>-<algo>`` header."""
+    return "\n".join([header, *(f"{name}: {_float_to_hex(s)}" for name, s in sorted(scales.items()))]) + "\n"
+
+
 def write_trt_cache(path: str | os.PathLike, scales: dict[str, float], header: str = "TRT-100000-EntropyCalibration2") -> None:
-    """Write ``name: <big-endian hex of float32 scale>`` lines under a ``TRT-<version>-<algo>`` header."""
-    lines = [header, *(f"{name}: {_float_to_hex(s)}" for name, s in sorted(scales.items()))]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    """Write a TensorRT calibration cache (``trt_cache_text``) atomically."""
+    write_text_atomic(path, trt_cache_text(scales, header))
 
 
 def read_trt_cache(path: str | os.PathLike) -> tuple[str, dict[str, float]]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 import os
+import signal
 import sys
 
 import click
@@ -53,26 +56,49 @@ def cli() -> None:
     """
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every temp file and temp dir is cleaned up on the way out."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _fail(message: str, code: int, as_json: bool) -> None:
+    """The one failure form: ``error: ...`` on stderr (one line), ``{"error": ...}`` on stdout under --json, exit ``code``."""
+    line = " ".join(message.split())
+    click.echo(f"error: {line}", err=True)
+    if as_json:
+        click.echo(json.dumps({"error": line, "exit_code": code}))
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Console entry point: every failure is one ``error:`` line on stderr (exit 2 for bad input, OS errors and
+    missing GPUs; 130 interrupted, 143 terminated; 1 only for internal errors), never a traceback."""
+    as_json = "--json" in sys.argv[1:]
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # usage errors: one line too, not click's Usage/Try/Error block
+        _fail(exc.format_message(), 2 if isinstance(exc, click.UsageError) else exc.exit_code, as_json)
     except QyoloError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, as_json)
+    except OSError as exc:  # disk full, read-only folder, permissions: the OS's words and the path
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{(exc.strerror or str(exc)).lower()}{where}", 2, as_json)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(143)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("QYOLO_DEBUG"):
             raise
-        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); rerun with QYOLO_DEBUG=1 for a traceback", err=True)
-        sys.exit(1)
+        _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with QYOLO_DEBUG=1 for a traceback", 1, as_json)

@@ -11,7 +11,7 @@ from .common import emit, json_option
 
 
 def _text(result: dict[str, Any]) -> str:
-    lines = []
+    lines = [result["targets_note"]]
     for e in result["engines"]:
         lines.append(f"{e['engine']}: {result['backend']} {e['precision']} for {', '.join(e['targets'])}")
         lines.append(f"  convs with INT8 input: {e['conv_int8']}/{e['conv_total']}; layers: {e['layers']} "
@@ -22,6 +22,10 @@ def _text(result: dict[str, Any]) -> str:
     for kind, path in result["artifacts"].items():
         lines.append(f"{kind}: {path}" + (" (reused)" if kind == "scales" and result["scales_reused"] else ""))
     lines += [f"triton: {t}" for t in result["triton"]]
+    if q := result["quality"]:
+        lines.append(f"quality: head SQNR {q['sqnr_db']:.1f} dB, FP32 agreement {q['agreement']:.3f} "
+                     f"on {q['images']} calibration images held out of calibration")
+    lines.append("wrote: " + ", ".join(result["written"]))
     return "\n".join(lines)
 
 
@@ -59,9 +63,10 @@ def build_cmd(model: Path | None, gpus: tuple[str, ...], batch: int | None, min_
     FP32 models are calibrated and quantized first (scales and QDQ model are kept beside the engine and
     reused); with TensorRT-RTX, Turing (sm75) targets get their own FP16 engine.
     """
-    from ..build import BuildRequest, batch_profile, run_build
+    from ..api import build
+    from ..build import batch_profile
 
     profile = batch_profile(batch, min_batch, opt_batch, max_batch)
     nms_opts = {"score_threshold": nms_score, "iou_threshold": nms_iou, "max_det": nms_max_det} if nms else None
-    result = run_build(BuildRequest(model=model, gpus=gpus, batch=profile, nms=nms_opts, **opts))
+    result = build(model, gpus=gpus, batch=profile, nms=nms_opts, **opts)
     emit(result, as_json, _text)

@@ -51,28 +51,31 @@ def calibrate_cmd(
     One ONNX Runtime pass streams every quantizable activation into a histogram; UH, minmax, percentile,
     entropy and mse are computed from the same statistics.
     """
-    from ..calib import METHODS, ScalesFile, calibrate, write_trt_cache
-    from ..defaults import default_calib, default_model
+    from ..api import calibrate
+    from ..calib import METHODS, ScalesFile
+    from ..calib.scales import trt_cache_text
+    from ..defaults import default_model
+    from ..fileio import json_text, refuse_overwrite, write_all
     from ..model import load_onnx, model_hash
 
     model_path = model or default_model()
+    several = method == "all"
+    names = list(METHODS) if several else [method]
+    outputs = [_per_method(output, n, several) for n in names] + ([_per_method(calib_cache, n, several) for n in names] if calib_cache else [])
+    refuse_overwrite(outputs, [model_path, from_cache, images])
     started = time.perf_counter()
     if from_cache is not None:
         converted = ScalesFile.from_trt_cache(from_cache, model_hash(load_onnx(model_path)))
         results = {converted.method: converted}
     else:
-        methods = list(METHODS) if method == "all" else [method]
-        results = calibrate(model_path, images or default_calib(), methods, num_images, batch, bins, percentile, bits=bits, sample_stride=sample_stride)
-    several = len(results) > 1
-    written: list[str] = []
-    for name, scales in results.items():
-        path = _per_method(output, name, several)
-        scales.save(path)
-        written.append(str(path))
-        if calib_cache is not None:
-            cache_path = _per_method(calib_cache, name, several)
-            write_trt_cache(cache_path, {t: r.scale for t, r in scales.tensors.items()})
-            written.append(str(cache_path))
+        results = calibrate(model_path, images, methods=names, num_images=num_images, batch=batch, bins=bins, percentile=percentile,
+                            bits=bits, sample_stride=sample_stride)
+    files = [(_per_method(output, n, several), json_text(sc.to_dict()).encode()) for n, sc in results.items()]
+    if calib_cache is not None:
+        files += [(_per_method(calib_cache, n, several), trt_cache_text({t: r.scale for t, r in sc.tensors.items()}).encode())
+                  for n, sc in results.items()]
+    write_all(files)  # all or nothing
+    written = [str(p) for p, _ in files]
     first = next(iter(results.values()))
     result = {
         "method": method if from_cache is None else first.method,

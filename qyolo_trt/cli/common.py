@@ -8,12 +8,21 @@ from typing import Any, TypeVar
 
 import click
 
+from ..defaults import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def json_option(f: F) -> F:
     """Add ``--json``: one JSON object on stdout, logs on stderr."""
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (logs go to stderr).")(f)
+
+
+def post_options(f: F) -> F:
+    """``--conf``, ``--iou``, ``--max-det``: evaluation post-processing, defaults from ``qyolo_trt.defaults``."""
+    f = click.option("--max-det", type=click.IntRange(1), default=EVAL_MAX_DET, show_default=True, help="Detections kept per image.")(f)
+    f = click.option("--iou", type=click.FloatRange(0, 1), default=EVAL_IOU, show_default=True, help="NMS IoU threshold.")(f)
+    return click.option("--conf", type=click.FloatRange(0, 1), default=EVAL_CONF, show_default=True, help="Confidence threshold.")(f)
 
 
 def log(msg: str) -> None:

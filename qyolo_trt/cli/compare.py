@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from ..defaults import default_calib, default_model
 from ..errors import QyoloError
 from ..fileio import write_json_atomic
-from .common import emit, format_table, json_option, log, split_csv
+from .common import emit, format_table, json_option, log, post_options, split_csv
 
 
 @click.command("compare")
@@ -19,6 +18,8 @@ from .common import emit, format_table, json_option, log, split_csv
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Evaluation set: COCO instances json or YOLO set (images/ + labels/).")
 @click.option("--methods", default="uh,minmax,percentile,entropy,mse", show_default=True, help="Calibration methods, comma separated.")
 @click.option("--modes", default="symmetric,shifted,asymmetric", show_default=True, help="QDQ modes (shifted/asymmetric rows for UH only).")
+@click.option("--calib-split", type=click.IntRange(1), default=None,
+              help="Calibrate on the first N images of --data and evaluate on the rest (instead of --calib).")
 @click.option("--num-calib", type=click.IntRange(1), default=None, help="Use the first N calibration images.")
 @click.option("--num-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images.")
 @click.option("--allow-overlap", is_flag=True, help="Allow calibration images among the evaluation images.")
@@ -26,34 +27,36 @@ from .common import emit, format_table, json_option, log, split_csv
               help="Also UH TensorRT rows with bias correction on the calibration images (+bc), as `build` does.")
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Add ONNX Runtime's quantize_static as a row.")
 @click.option("--bootstrap", "samples", type=click.IntRange(10), default=1000, show_default=True, help="Bootstrap resamplings for the drop's 95% CI.")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True, help="Confidence threshold.")
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="NMS IoU threshold.")
-@click.option("--max-det", type=click.IntRange(1), default=300, show_default=True, help="Detections kept per image.")
+@post_options
 @click.option("--bits", "low_bits", default="", help="Also W{b}A{b} rows for these low-bit widths, e.g. 4,6 (fake-quantized; symmetric/asymmetric).")
 @click.option("--auto-fallback", "fallback_ks", default="",
               help="Also rows of the first method (symmetric) with the K most sensitive layers float, e.g. 1,2,4,8 (ranked on 8 calibration images).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Also write the result JSON here (atomically).")
 @json_option
 def compare_cmd(
-    model: Path | None, calib: Path | None, data: Path, methods: str, modes: str, num_calib: int | None, num_images: int | None,
+    model: Path | None, calib: Path | None, data: Path, calib_split: int | None, methods: str, modes: str, num_calib: int | None, num_images: int | None,
     allow_overlap: bool, bias_correction: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
     output: Path | None, as_json: bool,
 ) -> None:
     """Calibrate MODEL once with every method, quantize each in the requested modes, and evaluate FP32 and
     every QDQ model on the same --data images: label mAP with the drop's paired-bootstrap 95% CI, FP32
     agreement, head SQNR, calibration seconds. Calibration and evaluation images must be disjoint."""
-    from ..data import list_images
-    from ..eval.compare import COLUMNS, compare, table_rows
+    from ..api import compare
+    from ..eval.compare import COLUMNS, table_rows
     from ..eval.decode import PostProcess
+    from ..fileio import refuse_overwrite
 
+    refuse_overwrite([output], [model, calib, data])
     method_list, mode_list = split_csv(methods), split_csv(modes)
     if not method_list or not mode_list:
         raise QyoloError("--methods and --modes need at least one name each")
     result = compare(
-        model or default_model(),
-        list_images(calib or default_calib(), limit=num_calib),
-        list_images(data, limit=num_images),
+        model,
+        calib,
         data,
+        num_calib=num_calib,
+        calib_split=calib_split,
+        num_images=num_images,
         methods=method_list,
         modes=mode_list,
         peers=peers,

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..backends import RUNNERS, default_backend
-from .common import emit, json_option, log
+from .common import emit, json_option, log, post_options
 
 
 @click.command("eval")
@@ -16,9 +16,7 @@ from .common import emit, json_option, log
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="COCO instances json, YOLO set (images/ + labels/), or images with --reference.")
 @click.option("--backend", type=click.Choice(list(RUNNERS)), default=None, help="Runtime (default: trt for .engine, else ort).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None, help="FP32 ONNX: also report FP32 agreement and head SQNR.")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True, help="Confidence threshold.")
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="NMS IoU threshold (yolov5's val: 0.6).")
-@click.option("--max-det", type=click.IntRange(1), default=300, show_default=True, help="Detections kept per image.")
+@post_options
 @click.option("--num-images", type=click.IntRange(1), default=None, help="Evaluate only the first N images.")
 @json_option
 def eval_cmd(
@@ -28,8 +26,8 @@ def eval_cmd(
     """Evaluate MODEL (.onnx, .qdq.onnx or .engine) on --data: mAP50-95 / mAP50 (pycocotools), with
     --reference also the FP32 agreement (mAP of MODEL's detections against the reference's at conf >= 0.25)
     and the SQNR of the raw head outputs."""
+    from ..api import evaluate
     from ..eval.decode import PostProcess
-    from ..eval.evaluate import evaluate
 
     backend = backend or default_backend(model)
     post = PostProcess(conf=conf, iou=iou, max_det=max_det)

@@ -11,12 +11,11 @@ import click
 from ..calib.scales import ScalesFile
 from ..defaults import default_model
 from ..errors import QyoloError
-from ..fileio import write_bytes_atomic
-from ..model import load_onnx
+from ..fileio import refuse_overwrite, write_bytes_atomic
 from ..qdq import MODES
 from ..qdq.bias_correction import BIAS_IMAGES
 from ..qdq.weights import WEIGHT_CLIPS
-from ..recipe import Recipe, apply
+from ..recipe import Recipe
 from .common import emit, json_option, keep_float_parts, log
 
 
@@ -46,12 +45,13 @@ from .common import emit, json_option, keep_float_parts, log
 @click.option("--bias-correction", is_flag=True,
               help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
 @click.option("--bias-num-images", type=click.IntRange(1), default=BIAS_IMAGES, show_default=True, help="Images for --bias-correction.")
+@click.option("--skip-hash-check", is_flag=True, help="Use --scales made for another model (e.g. the same weights re-exported).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
-    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, output: Path, as_json: bool,
+    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
@@ -59,32 +59,27 @@ def quantize_cmd(
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
     recipe = Recipe(
         mode=mode or ("shifted" if bits == 8 else "symmetric"), weight_clip=weight_clip, exclude=exclude,
-        keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None,
-        fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images or images,
-        fallback_num_images=fallback_num_images, bias_correction=bias_correction, bias_images=images,
+        keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None and not skip_hash_check,
+        fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
+        fallback_num_images=fallback_num_images, bias_correction=bias_correction,
         bias_num_images=bias_num_images, bits=bits,
     )  # fmt: skip
     recipe.check()
-    proto = load_onnx(model)
+    from ..api import quantize
+
+    refuse_overwrite([output], [model, scales_path, calib_cache])
     start = time.perf_counter()
-    scales, source = _scales(proto, scales_path, calib_cache, images, method, num_images, bits)
-    result = apply(proto, scales, recipe)
+    if scales_path is not None:
+        scales, source = ScalesFile.load(scales_path), str(scales_path)
+    elif calib_cache is not None:
+        scales, source = ScalesFile.from_trt_cache(calib_cache), str(calib_cache)
+    else:
+        scales, source = None, f"{method} on {images}"
+        log(f"quantize: calibrating ({method}) on {images}")
+    result = quantize(model, scales, images=images, config=recipe, method=method, num_images=num_images)
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
     emit({"model": str(model), "scales": source, "output": str(output), "report": result.report}, as_json, _text)
-
-
-def _scales(
-    proto, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None, bits: int = 8
-) -> tuple[ScalesFile, str]:
-    if scales_path is not None:
-        return ScalesFile.load(scales_path), str(scales_path)
-    if calib_cache is not None:
-        return ScalesFile.from_trt_cache(calib_cache), str(calib_cache)
-    from ..calib import calibrate  # heavy: ORT pass over the images
-
-    log(f"quantize: calibrating ({method}) on {images}")
-    return calibrate(proto, images, methods=(method,), num_images=num_images, bits=bits)[method], f"{method} on {images}"
 
 
 def _text(result: dict[str, Any]) -> str:

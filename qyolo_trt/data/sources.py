@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import QyoloError
@@ -11,9 +12,13 @@ from ..fileio import read_json
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
 
 
-def list_images(src: str | os.PathLike, limit: int | None = None) -> list[Path]:
+def list_images(src: str | os.PathLike | Sequence[str | os.PathLike], limit: int | None = None) -> list[Path]:
     """Image paths of ``src``: a folder (recursive), a YOLO dataset (``images/`` + ``labels/``),
-    a ``.txt`` list of paths (relative to the list's folder), or a COCO ``instances*.json``."""
+    a ``.txt`` list of paths (relative to the list's folder), a COCO ``instances*.json``, or a list of paths."""
+    if isinstance(src, (list, tuple)):
+        if not src:
+            raise QyoloError("empty list of images")
+        return [Path(q) for q in src][:limit] if limit else [Path(q) for q in src]
     p = Path(src)
     if not p.exists():
         raise QyoloError(f"{p}: no such file or folder")

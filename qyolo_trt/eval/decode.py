@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
 from ..errors import QyoloError
 from ..model import NMS_OUTPUTS, Layout
 from .nms import batched_nms
@@ -34,11 +35,11 @@ class Detections:
 
 @dataclass(frozen=True)
 class PostProcess:
-    """Confidence filter and NMS settings (COCO-eval defaults; yolov5's val uses iou=0.6)."""
+    """Confidence filter and NMS settings (yolov5's val: conf 0.001, IoU 0.6, 300 detections)."""
 
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
+    conf: float = EVAL_CONF
+    iou: float = EVAL_IOU
+    max_det: int = EVAL_MAX_DET
     multi_label: bool = True  # a box may yield several classes above ``conf`` (yolov5 / Ultralytics val)
     agnostic: bool = False
     max_nms: int = 30000  # candidates kept (by score) before NMS

@@ -158,3 +158,15 @@ def _with_reference(
     onnx.save(expose_outputs(ref_model, names), paths["reference"])
     return paths, {"model": head, "reference": ref_head}, names
 
+
+
+def quality(model: onnx.ModelProto, reference: onnx.ModelProto, images: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """Head SQNR (dB) and FP32 agreement of ``model`` against its FP32 ``reference`` on ``images`` (no labels needed)."""
+    with tempfile.TemporaryDirectory(prefix="qyolo-quality-") as tmp:
+        paths = {"model": Path(tmp) / "model.onnx", "reference": Path(tmp) / "reference.onnx"}
+        onnx.save(model, paths["model"])
+        onnx.save(reference, paths["reference"])
+        listing = Path(tmp) / "images.txt"
+        listing.write_text("\n".join(str(Path(p).resolve()) for p in images), encoding="utf-8")
+        row = evaluate(paths["model"], listing, reference=paths["reference"])
+    return {"images": row["images"], "sqnr_db": row.get("sqnr_db"), "agreement": row.get("agreement")}

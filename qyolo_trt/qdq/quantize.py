@@ -17,6 +17,7 @@ import onnx_graphsurgeon as gs
 from ..calib.scales import ScalesFile, TensorRange
 from ..errors import QyoloError
 from ..model import copy_model, model_hash
+from ..normalize import normalize
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
 from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
 from .rules.shift import can_shift, fold_shift
@@ -64,10 +65,11 @@ def quantize(
     keep_float = tuple(keep_float)
     if bad := [k for k in keep_float if k not in KEEP_FLOAT]:
         raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")
+    model = normalize(model)
     if check_hash and scales.model_hash and scales.model_hash != (h := model_hash(model)):
         raise QyoloError(
             f"scales ({scales.method}) were computed for model {scales.model_hash[:12]}, not this model ({h[:12]}); "
-            "recalibrate this model, or skip the check"
+            "recalibrate this model, or skip the check (quantize --skip-hash-check)"
         )
     graph = gs.import_onnx(copy_model(model))  # graphsurgeon's export renames the initializers it was given in place
     graph.toposort()

@@ -11,6 +11,7 @@ class cudaError_t(enum.IntEnum):  # noqa: N801 - cuda-python's names
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorInsufficientDriver = 35
+    cudaErrorInvalidDevice = 101
     cudaErrorNoDevice = 100
 
 
@@ -57,6 +58,8 @@ class FakeCudart:
         self.memory: dict[int, ctypes.Array] = {}  # live allocations: address -> buffer
         self.streams: set[int] = set()
         self.copies: list[tuple[int, int]] = []  # (kind, bytes), in order
+        self.current = 0  # the current device (CUDA's default), changed only by cudaSetDevice
+        self.placement: dict[int, int] = {}  # address -> device it was allocated on
 
     def cudaGetErrorString(self, err: cudaError_t) -> tuple[cudaError_t, bytes]:
         return cudaError_t.cudaSuccess, _MESSAGES.get(err, b"unknown error")
@@ -70,11 +73,18 @@ class FakeCudart:
         name, major, minor = self.devices[device]
         return cudaError_t.cudaSuccess, cudaDeviceProp(name.encode() + b"\x00" * 4, major, minor)
 
+    def cudaSetDevice(self, device: int) -> tuple[cudaError_t]:
+        if not 0 <= device < len(self.devices):
+            return (cudaError_t.cudaErrorInvalidDevice,)
+        self.current = device
+        return (cudaError_t.cudaSuccess,)
+
     def _alloc(self, nbytes: int) -> tuple[cudaError_t, int]:
         if not self.devices:
             return cudaError_t.cudaErrorNoDevice, 0
         buf = (ctypes.c_uint8 * max(nbytes, 1))()
         self.memory[ctypes.addressof(buf)] = buf
+        self.placement[ctypes.addressof(buf)] = self.current
         return cudaError_t.cudaSuccess, ctypes.addressof(buf)
 
     cudaMalloc = _alloc

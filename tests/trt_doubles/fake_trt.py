@@ -13,7 +13,9 @@ import base64
 import ctypes
 import enum
 import json
+import os
 import types
+import weakref
 from typing import Any
 
 import numpy as np
@@ -38,8 +40,10 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
     trt.stats = {"builders": 0, "runtimes": 0, "builds": [], "plugins": False}  # what the tests inspect
 
     def init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
-        """Register the bundled plugins (EfficientNMS_TRT, ...); until then plugin nodes neither parse nor load."""
+        """Register the bundled plugins (EfficientNMS_TRT, ...); until then plugin nodes neither parse nor load.
+        Like the real library, the plugin registry keeps only a raw pointer to ``logger`` (here: a weak reference)."""
         trt.stats["plugins"] = True
+        trt.stats["plugin_logger"] = weakref.ref(logger)
         return True
 
     class _Severity(enum.IntEnum):
@@ -112,6 +116,9 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
             return self.errors[i]
 
         def parse(self, model: bytes, path: str | None = None) -> bool:
+            if path is not None and not os.path.isfile(path):  # the real parser takes the model's file path, not a folder
+                self.errors.append(f"ModelImporter: {path} is not an ONNX model file (external weights are resolved beside it)")
+                return False
             try:
                 m = onnx.load_from_string(bytes(model))
             except Exception as exc:  # noqa: BLE001
@@ -165,6 +172,14 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
         def __init__(self, data: bytes) -> None:
             self.entries = set(json.loads(data)) if data else set()
 
+        @classmethod
+        def parse(cls, data: bytes) -> ITimingCache | None:
+            """What ``create_timing_cache`` returns: None (not an exception) for bytes that are not a timing cache."""
+            try:
+                return cls(data)
+            except ValueError:
+                return None
+
         def serialize(self) -> IHostMemory:
             return IHostMemory(json.dumps(sorted(self.entries)).encode())
 
@@ -186,8 +201,8 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
-        def create_timing_cache(self, data: bytes) -> ITimingCache:
-            return ITimingCache(bytes(data))
+        def create_timing_cache(self, data: bytes) -> ITimingCache | None:
+            return ITimingCache.parse(bytes(data))
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             self.timing_cache, self.cache_loaded = cache, set(cache.entries)

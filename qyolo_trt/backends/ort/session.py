@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import onnxruntime as ort
 
+ort.set_default_logger_severity(3)  # ORT's own coloured multi-line log must not precede our one error line
+
 
 def make_session(model: str | bytes, threads: int = 0, optimize: bool = True) -> ort.InferenceSession:
     """A CPU InferenceSession; no spinning (noisy shared machines), ``threads`` intra-op threads (0: ORT default)."""

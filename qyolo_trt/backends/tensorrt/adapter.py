@@ -23,6 +23,7 @@ from .report import LayerInfo, parse_inspector_json, parse_layer_log
 from .runtime import GpuInfo, require_gpu
 
 Flavor = Literal["trt10", "trt11", "rtx"]
+_PLUGIN_LOGGERS: dict[ModuleType, Any] = {}  # TensorRT module -> the process-lifetime logger its plugin registry points to
 BACKENDS: dict[str, tuple[str, str]] = {  # backend -> (python module, pip extra)
     "tensorrt": ("tensorrt", "trt"),
     "tensorrt-rtx": ("tensorrt_rtx", "rtx"),
@@ -81,8 +82,10 @@ class TrtApi:
         """
         logger = make_logger(self.trt)
         init_plugins = getattr(self.trt, "init_libnvinfer_plugins", None)
-        if init_plugins is not None:
-            init_plugins(logger, "")
+        if init_plugins is not None and self.trt not in _PLUGIN_LOGGERS:
+            # the plugin library keeps a raw pointer to this logger: it must live as long as the process
+            _PLUGIN_LOGGERS[self.trt] = plugin_logger = make_logger(self.trt)
+            init_plugins(plugin_logger, "")
         return logger
 
     def create_network(self, builder: Any) -> Any:
@@ -113,6 +116,8 @@ class TrtApi:
         if self.flavor == "rtx":
             return False
         cache = config.create_timing_cache(data)
+        if cache is None:  # TensorRT returns None, not an exception, for bytes that are not a timing cache
+            raise QyoloError("the timing cache is not readable by TensorRT (corrupt, or not a timing cache); delete it")
         if not config.set_timing_cache(cache, False):
             raise QyoloError("the timing cache was rejected by TensorRT (another TensorRT version or GPU?); delete it")
         return True

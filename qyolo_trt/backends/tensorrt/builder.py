@@ -99,7 +99,7 @@ def _parse(api: TrtApi, builder: Any, logger: Any, model: onnx.ModelProto, path:
     """A network from the ONNX parser (external data resolved beside ``path``); parser errors in one line."""
     network = api.create_network(builder)
     parser = api.trt.OnnxParser(network, logger)
-    if not parser.parse(model.SerializeToString(), str(path.resolve().parent)):
+    if not parser.parse(model.SerializeToString(), str(path.resolve())):  # the model's file path: external data lies beside it
         errors = [str(parser.get_error(i)).strip().splitlines()[0] for i in range(parser.num_errors)]
         raise QyoloError(f"{source}: {api.backend} cannot parse it ({(errors or logger.errors or ['unknown error'])[0]})")
     return network

@@ -90,6 +90,10 @@ class EngineReport:
         )
 
 
+# the whole value ("Int8", or "Thirty-two wide channel vectorized row major Int8 format" after Format/Datatype), not its first word
+_DATATYPE = re.compile(r"Datatype: ([^,}\]]+)")
+
+
 def canonical_dtype(text: str) -> str:
     """``"Int8"``, ``"Thirty-two wide channel vectorized row major Int8 format."``, ``"FP16"`` -> canonical name."""
     low = text.lower()
@@ -108,8 +112,8 @@ def parse_layer_log(messages: Iterable[str]) -> list[LayerInfo]:
         layers[m.group("name")] = LayerInfo(
             name=m.group("name"),
             type=m.group("type").strip(),
-            input_dtypes=tuple(canonical_dtype(d) for d in re.findall(r"Datatype: (\w+)", m.group("inputs"))),
-            output_dtypes=tuple(canonical_dtype(d) for d in re.findall(r"Datatype: (\w+)", out.group("outputs") if out else "")),
+            input_dtypes=tuple(canonical_dtype(d) for d in _DATATYPE.findall(m.group("inputs"))),
+            output_dtypes=tuple(canonical_dtype(d) for d in _DATATYPE.findall(out.group("outputs") if out else "")),
             onnx_nodes=tuple(_ONNX_LAYER.findall(meta)),
         )
     return list(layers.values())

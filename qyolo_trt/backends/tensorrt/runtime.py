@@ -16,6 +16,9 @@ from ...lazy import lazy_import
 from .gpus import cc_from_version
 
 
+INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver: the driver is older than the CUDA runtime cuda-python was built for
+
+
 @dataclass(frozen=True)
 class GpuInfo:
     """The CUDA device engines are built for / run on."""
@@ -54,10 +57,14 @@ def require_gpu(device: int = 0) -> GpuInfo:
     err, count = rt.cudaGetDeviceCount()
     if int(err) != 0 or count == 0:
         why = _error_text(rt, err) if int(err) != 0 else "0 devices"
-        raise DependencyError(f"no CUDA GPU available ({why}); TensorRT engines run only on an NVIDIA GPU with its driver")
+        hint = ""
+        if int(err) == INSUFFICIENT_DRIVER:
+            hint = "; cuda-python 13 needs an NVIDIA driver >= 580: with an older driver, pip install 'cuda-python>=12,<13'"
+        raise DependencyError(f"no CUDA GPU available ({why}){hint}; TensorRT engines run only on an NVIDIA GPU with its driver")
     if device >= count:
         raise QyoloError(f"CUDA device {device} does not exist ({count} device(s))")
     props = cuda_call(rt, rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    cuda_call(rt, rt.cudaSetDevice(device), "cudaSetDevice")  # buffers, stream and engine then live on this GPU
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return GpuInfo(device, name.rstrip("\x00").strip(), cc_from_version(props.major, props.minor))
 

@@ -1,0 +1,88 @@
+"""Graph normalisation: constant Identity chains (torch's merged initializers) become each conv's own constants."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+from qdq_graphs import observed_scales, tiny_detector
+from qyolo_trt import Recipe, quantize
+from qyolo_trt.normalize import constant_identities, normalize
+
+
+def _merged_biases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with cv3's bias replaced by a two-Identity chain from cv1's bias, as torch's exporter writes equal biases."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    conv = next(n for n in g.node if n.name == "cv3/Conv")
+    src = next(n for n in g.node if n.name == "cv1/Conv").input[2]
+    init = {t.name: t for t in g.initializer}
+    # make the two biases equal, then route cv3's through Identity(Identity(cv1.bias))
+    g.initializer.remove(init[conv.input[2]])
+    g.node.insert(0, helper.make_node("Identity", [src], ["mid"], name="Identity_0"))
+    g.node.insert(1, helper.make_node("Identity", ["mid"], ["cv3.bias.merged"], name="Identity_1"))
+    conv.input[2] = "cv3.bias.merged"
+    return out
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"images": x})[0]
+
+
+def test_identity_chain_becomes_an_own_initializer():
+    model = _merged_biases(tiny_detector())
+    assert [n.name for n in constant_identities(model.graph)] == ["Identity_0", "Identity_1"]
+    norm = normalize(model)
+    onnx.checker.check_model(norm)
+    assert not any(n.op_type == "Identity" for n in norm.graph.node)
+    conv = next(n for n in norm.graph.node if n.name == "cv3/Conv")
+    init = {t.name: numpy_helper.to_array(t) for t in norm.graph.initializer}
+    src = next(n for n in norm.graph.node if n.name == "cv1/Conv").input[2]
+    assert conv.input[2] in init and conv.input[2] != src  # its own copy: editing one bias leaves the other alone
+    np.testing.assert_array_equal(init[conv.input[2]], init[src])
+    assert "mid" not in init  # intermediate links that nothing reads are not kept
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    np.testing.assert_array_equal(_run(norm, x), _run(model, x))
+
+
+def test_normalize_is_a_no_op_on_normal_graphs():
+    model = tiny_detector()
+    assert normalize(model) is model  # untouched: same hash, existing scales files stay valid
+    once = normalize(_merged_biases(model))
+    assert normalize(once) is once
+
+
+def test_bias_correction_reaches_a_bias_behind_an_identity(tmp_path):
+    """The bug: `bias correction: conv ... has no FP32 counterpart with constant weight and bias`."""
+    model = _merged_biases(tiny_detector())
+    scales = observed_scales(model, {"images": np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)})
+    result = quantize(model, scales, config=Recipe(mode="symmetric", bias_correction=True, bias_images=_images(tmp_path), bias_num_images=2))
+    assert result.report["bias_correction"]["convs"] >= 4
+
+
+def _images(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"{i}.png"
+        cv2.imwrite(str(p), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n", "yolov5nu"])
+def test_default_quantize_pipeline_on_ultralytics_exports(structure_models, name):
+    """Ultralytics anchor-free exports (dozens of merged biases): the build recipe (shifted + bias correction) runs."""
+    from qyolo_trt.defaults import default_calib
+
+    result = quantize(structure_models[name], images=default_calib(), num_images=2,
+                      config=Recipe(mode="shifted", bias_correction=True, bias_num_images=2))
+    assert result.report["bias_correction"]["convs"] == result.report["quantized"]["Conv"]
+    assert not any(n.op_type == "Identity" for n in result.model.graph.node)
