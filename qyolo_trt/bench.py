@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Runner, get_runner
+from .backends import Runner, default_backend, get_runner
+from .progress import progress
 from .errors import QyoloError
 from .lazy import lazy_import
 from .model import load_detector
@@ -38,7 +39,7 @@ class Variant:
         return f"{self.artifact.name} [{precision}]" if precision else self.artifact.name
 
 
-def plan(artifacts: Sequence[str | os.PathLike], backend: str, threads: int = 0, ov_precision: str = "auto") -> list[Variant]:
+def plan(artifacts: Sequence[str | os.PathLike], backend: str | None, threads: int = 0, ov_precision: str = "auto") -> list[Variant]:
     """The variants to time, in report order. On OpenVINO, ``ov_precision`` "auto" runs the first
     artifact (the FP32 baseline) both with f32 forced and in OpenVINO's default precision, the others
     in the default; "both" runs every artifact both ways; "default" / "f32" runs all one way. OpenVINO
@@ -48,6 +49,8 @@ def plan(artifacts: Sequence[str | os.PathLike], backend: str, threads: int = 0,
     paths = [Path(a) for a in artifacts]
     if not paths:
         raise QyoloError("nothing to benchmark: give at least one artifact")
+    if backend is None:  # each artifact on its own default runtime: an engine beside its ONNX
+        return [Variant(p, default_backend(p), {"threads": threads}) for p in paths]
     if backend != "openvino":
         return [Variant(p, backend, {"threads": threads}) for p in paths]
     both = ("f32", "default")
@@ -71,7 +74,7 @@ def time_interleaved(calls: Sequence[Callable[[], object]], warmup: int, iters: 
         calls[i]()
     latencies = np.empty((n, iters))
     done = np.zeros(n, dtype=int)
-    for i in schedule(n, iters):
+    for i in progress(schedule(n, iters), total=n * iters, desc="bench", unit="run"):
         start = clock()
         calls[i]()
         latencies[i, done[i]] = clock() - start

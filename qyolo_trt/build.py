@@ -30,9 +30,10 @@ from .calib.scales import ScalesFile
 from .defaults import DEFAULT_ENGINES, default_calib, default_model
 from .errors import QyoloError
 from .export import EXPORTABLE, export  # torch / ultralytics are imported only when exporting
-from .fileio import json_text, refuse_overwrite, sha256_bytes, write_all
 from .data import list_images
+from .fileio import json_text, refuse_overwrite, sha256_bytes, write_all
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
+from .progress import progress
 
 DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
 QUALITY_IMAGES = 4  # calibration images held out of calibration to score the QDQ model (head SQNR, FP32 agreement)
@@ -170,7 +171,7 @@ def _with_nms(model: onnx.ModelProto, info: DetectorInfo, nms: dict[str, float] 
 
 def _build_all(req: BuildRequest, backend: str, plans: list[_Plan], info: DetectorInfo, src: Path, tmp: Path) -> list[BuildResult]:
     results = []
-    for i, plan in enumerate(plans):
+    for i, plan in enumerate(progress(plans, total=len(plans), desc=f"{backend} build", unit="engine")):
         onnx_path = tmp / f"build{i}.onnx"
         onnx.save(_with_nms(plan.onnx_model, info, req.nms), onnx_path)
         results.append(

@@ -58,6 +58,8 @@ def refuse_overwrite(outputs: Iterable[str | os.PathLike | None], inputs: Iterab
             seen[_identity(p)] = p
     outs: dict[Path, Path] = {}
     for p in (Path(q) for q in outputs if q is not None):
+        if p.is_dir():
+            raise QyoloError(f"cannot write {p}: it is a directory")
         if p.exists() and _identity(p) in seen:
             raise QyoloError(f"refusing to overwrite the input {seen[_identity(p)]} with output {p}; choose another output path")
         key = p.resolve()

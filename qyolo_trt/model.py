@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from .errors import QyoloError
 from .fileio import sha256_bytes
@@ -61,6 +63,16 @@ def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
     clone = onnx.ModelProto()
     clone.CopyFrom(model)
     return clone
+
+
+def check_finite_weights(model: onnx.ModelProto) -> None:
+    """Refuse a model whose float initializers hold inf/nan (e.g. an fp16 overflow in export), naming the first."""
+    for init in model.graph.initializer:
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+            values = numpy_helper.to_array(init)
+            if not np.isfinite(values).all():
+                raise QyoloError(f"initializer {init.name} has {int((~np.isfinite(values)).sum())} non-finite value(s) (inf/nan): "
+                                 "the model itself is broken; re-export it")
 
 
 def model_hash(model: onnx.ModelProto) -> str:

@@ -185,3 +185,8 @@ def test_cli_text_real_openvino_run() -> None:
 )
 def test_cli_bad_input_is_one_line(args: list[str], words: list[str]) -> None:
     assert_clean_error(run_cli("bench", *args), *words)
+
+
+def test_plan_without_backend_runs_each_artifact_on_its_own_runtime():
+    """An engine beside its ONNX in one interleaved run: trt for the engine, ort for the ONNX."""
+    assert [(v.artifact.name, v.backend) for v in plan(["m.onnx", "m.engine"], None)] == [("m.onnx", "ort"), ("m.engine", "trt")]

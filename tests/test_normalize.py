@@ -57,24 +57,22 @@ def test_normalize_is_a_no_op_on_normal_graphs():
     assert normalize(once) is once
 
 
-def test_bias_correction_reaches_a_bias_behind_an_identity(tmp_path):
-    """The bug: `bias correction: conv ... has no FP32 counterpart with constant weight and bias`."""
-    model = _merged_biases(tiny_detector())
-    scales = observed_scales(model, {"images": np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)})
-    result = quantize(model, scales, config=Recipe(mode="symmetric", bias_correction=True, bias_images=_images(tmp_path), bias_num_images=2))
-    assert result.report["bias_correction"]["convs"] >= 4
+def test_bias_correction_edits_each_merged_bias_on_its_own():
+    """After normalisation two convs that shared one merged bias are corrected independently."""
+    from qyolo_trt.qdq import quantize as rewrite
+    from qyolo_trt.qdq.bias_correction import bias_correct
 
-
-def _images(tmp_path):
-    import cv2
-
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(2):
-        p = tmp_path / f"{i}.png"
-        cv2.imwrite(str(p), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
-        paths.append(p)
-    return paths
+    fp32 = normalize(_merged_biases(tiny_detector()))
+    rng = np.random.default_rng(2)
+    feeds = [{"images": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(2)]
+    scales = observed_scales(fp32, feeds[0])
+    scales.tensors["images"].scale *= 8  # a coarse input grid: visible mean errors to correct
+    corrected, deltas = bias_correct(rewrite(fp32, scales).model, fp32, feeds)
+    biases = {t.name: numpy_helper.to_array(t) for t in corrected.graph.initializer}
+    convs = {n.name: n.input[2] for n in fp32.graph.node if n.op_type == "Conv"}
+    before = {t.name: numpy_helper.to_array(t) for t in fp32.graph.initializer}
+    moved = {c for c, b in convs.items() if b in biases and not np.array_equal(biases[b], before[b])}
+    assert {"cv1/Conv", "cv3/Conv"} <= moved and not np.array_equal(biases[convs["cv1/Conv"]], biases[convs["cv3/Conv"]])
 
 
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n", "yolov5nu"])

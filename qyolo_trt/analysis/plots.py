@@ -87,9 +87,11 @@ def render(name: str, hist: Histogram, found: dict[str, TensorRange]):
         _silu_zoom(ax, hist)
     for method, r in found.items():
         color = COLORS.get(method, "black")
-        ax.axvline(r.clip, color=color, lw=1.5, label=f"{method} clip ±{r.clip:.4g}")
+        # UH (the headline method) on top and wider: where another method picks the same clip, UH stays visible
+        style = {"color": color, "lw": 2.5 if method == "uh" else 1.5, "zorder": 4 if method == "uh" else 3}
+        ax.axvline(r.clip, label=f"{method} clip ±{r.clip:.4g}", **style)
         if -r.clip >= edges[0]:
-            ax.axvline(-r.clip, color=color, lw=1.5)
+            ax.axvline(-r.clip, **style)
         if r.lower is not None and r.upper is not None and method == "uh":
             ax.axvline(r.lower, color=color, lw=1.2, ls="--", label=f"{method} asymmetric [{r.lower:.4g}, {r.upper:.4g}]")
             ax.axvline(r.upper, color=color, lw=1.2, ls="--")

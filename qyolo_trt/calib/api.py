@@ -11,7 +11,7 @@ import onnx
 
 from ..data import list_images
 from ..errors import QyoloError
-from ..model import inspect_detector, load_onnx, model_hash
+from ..model import check_finite_weights, inspect_detector, load_onnx, model_hash
 from ..normalize import normalize
 from .collect import DEFAULT_SAMPLE_STRIDE, collect
 from .methods import METHODS, MethodOptions, compute_range
@@ -65,6 +65,7 @@ def calibrate(
     _check_options(methods, num_images, batch, bins, percentile, bits, sample_stride)
     proto = normalize(model) if isinstance(model, onnx.ModelProto) else load_onnx(model)
     info = inspect_detector(proto, source=str(model) if not isinstance(model, onnx.ModelProto) else "model")
+    check_finite_weights(proto)
     paths = [Path(p) for p in images] if isinstance(images, (list, tuple)) else list_images(images)
     if not paths:
         raise QyoloError("no calibration images given")

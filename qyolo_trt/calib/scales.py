@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -72,12 +73,15 @@ class ScalesFile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "scales") -> "ScalesFile":
+        """Parse and validate: every tensor entry is an object whose scale and clip are finite positive numbers."""
         if not isinstance(data, dict) or data.get("format") != "qyolo-trt-scales":
             raise QyoloError(f"{source}: not a qyolo-trt scales file")
-        known = {f.name for f in fields(TensorRange)}
+        tensors = data.get("tensors")
+        if not isinstance(tensors, dict):
+            raise QyoloError(f"{source}: malformed scales file ('tensors' must be an object of tensor name -> range)")
         try:
-            tensors = {k: TensorRange(**{kk: vv for kk, vv in v.items() if kk in known}) for k, v in data["tensors"].items()}
-            return cls(data["model_hash"], data["method"], int(data["num_images"]), tensors, dict(data.get("params", {})))
+            ranges = {k: _tensor_range(k, v) for k, v in tensors.items()}
+            return cls(str(data["model_hash"]), str(data["method"]), int(data["num_images"]), ranges, dict(data.get("params", {})))
         except (KeyError, TypeError, ValueError) as exc:
             raise QyoloError(f"{source}: malformed scales file ({type(exc).__name__}: {exc})") from None
 
@@ -98,6 +102,26 @@ class ScalesFile:
         converted = cls.from_symmetric(scales, model_hash)
         converted.params = {"source": Path(path).name, "header": header}
         return converted
+
+
+_KNOWN = {f.name for f in fields(TensorRange)}
+_POSITIVE = ("scale", "clip")  # must be finite and > 0
+_OPTIONAL = ("lower", "upper", "shift", "shift_scale", "min", "max")  # a number or null (null: degenerate statistics)
+
+
+def _tensor_range(name: str, entry: Any) -> TensorRange:
+    """One validated ``TensorRange``; a ValueError naming the tensor and field otherwise."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"tensor {name!r}: expected an object, got {type(entry).__name__}")
+    for key in _POSITIVE:
+        v = entry.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"tensor {name!r}: {key} must be a finite positive number, got {v!r}")
+    for key in _OPTIONAL:
+        v = entry.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"tensor {name!r}: {key} must be a number or null, got {v!r}")
+    return TensorRange(**{k: v for k, v in entry.items() if k in _KNOWN})
 
 
 def _finite_dict(d: dict[str, Any]) -> dict[str, Any]:
@@ -140,10 +164,10 @@ def read_trt_cache(path: str | os.PathLike) -> tuple[str, dict[str, float]]:
     scales: dict[str, float] = {}
     for ln in lines[1:]:
         name, sep, value = ln.rpartition(":")
-        try:
-            if not sep:
-                raise ValueError
-            scales[name.strip()] = _hex_to_float(value)
-        except ValueError:
-            raise QyoloError(f"{p}: malformed calibration-cache line {ln[:80]!r}") from None
+        if not sep or not re.fullmatch(r"[0-9a-fA-F]{1,8}", value.strip()):
+            raise QyoloError(f"{p}: malformed calibration-cache line {ln[:80]!r} (expected 'name: <8 hex digits of a float32>')")
+        scale = _hex_to_float(value)
+        if not math.isfinite(scale) or scale <= 0:
+            raise QyoloError(f"{p}: tensor {name.strip()!r} has scale {scale} (must be finite and positive)")
+        scales[name.strip()] = scale
     return lines[0], scales

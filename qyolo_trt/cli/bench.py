@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..backends import RUNNERS, default_backend
+from ..backends import RUNNERS
 from ..bench import OV_PRECISIONS, plan, run_bench
 from .common import emit, format_table, json_option, log
 
@@ -16,11 +16,11 @@ COLUMNS = ["label", "precision", "conv_int8", "p50_ms", "p90_ms", "p99_ms", "img
 
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(list(RUNNERS)), default=None, help="Runtime (default: trt for .engine files, else ort).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Batch size of the synthetic input.")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed rounds before timing.")
-@click.option("--iters", type=int, default=100, show_default=True, help="Timed rounds (each round runs every artifact once).")
-@click.option("--threads", type=int, default=0, show_default=True, help="Intra-op threads (0: the backend's default).")
+@click.option("--backend", type=click.Choice(list(RUNNERS)), default=None, help="Runtime for every artifact (default: per artifact, trt for .engine files, else ort).")
+@click.option("--batch", type=click.IntRange(1, 1024), default=1, show_default=True, help="Batch size of the synthetic input.")
+@click.option("--warmup", type=click.IntRange(0, 100_000), default=10, show_default=True, help="Untimed rounds before timing.")
+@click.option("--iters", type=click.IntRange(1, 1_000_000), default=100, show_default=True, help="Timed rounds (each round runs every artifact once).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, help="Intra-op threads (0: the backend's default).")
 @click.option(
     "--ov-precision",
     type=click.Choice(OV_PRECISIONS),
@@ -34,10 +34,10 @@ def bench_cmd(
 ) -> None:
     """Time ARTIFACTS interleaved (round-robin) in one run: p50/p90/p99 latency, throughput and the
     speed-up against the first artifact (its p50 / this p50); on OpenVINO against both of its rows."""
-    backend = backend or default_backend(artifacts[0])
     variants = plan(artifacts, backend, threads, ov_precision)
     result = run_bench(variants, batch=batch, warmup=warmup, iters=iters)
-    log(f"bench: {len(variants)} variant(s) on {backend}, {warmup} warmup + {iters} timed rounds, batch {batch}")
+    backends = ", ".join(dict.fromkeys(v.backend for v in variants))
+    log(f"bench: {len(variants)} variant(s) on {backends}, {warmup} warmup + {iters} timed rounds, batch {batch}")
     emit(result, as_json, _text)
 
 
@@ -45,7 +45,7 @@ def _text(result: dict[str, Any]) -> str:
     rows = [
         {
             "label": r["label"],
-            "precision": r["runner"].get("execution_precision", "-"),
+            "precision": _precision(r["runner"]),
             "conv_int8": _conv_int8(r["runner"]),
             "p50_ms": r["p50_ms"],
             "p90_ms": r["p90_ms"],
@@ -57,6 +57,13 @@ def _text(result: dict[str, Any]) -> str:
     ]
     columns = COLUMNS + [f"x vs {b}" for b in result["baselines"]]
     return format_table(rows, columns, floatfmt=".2f") + f"\n(x vs B = B's p50 / this row's p50; {result['iters']} interleaved rounds)"
+
+
+def _precision(described: dict[str, Any]) -> str:
+    """What the row runs in: "int8 + bf16" when OpenVINO runs convs in int8 and the rest in bf16, not just "bf16"."""
+    floats = described.get("execution_precision", "-")
+    counts = described.get("conv_precisions") or {}
+    return f"int8 + {floats}" if counts.get("i8", 0) + counts.get("u8", 0) else floats
 
 
 def _conv_int8(described: dict[str, Any]) -> str:

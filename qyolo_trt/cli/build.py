@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import emit, json_option
+from .common import FiniteFloatRange, emit, json_option
 
 
 def _text(result: dict[str, Any]) -> str:
@@ -49,9 +49,9 @@ def _text(result: dict[str, Any]) -> str:
 @click.option("--max-batch", type=click.IntRange(min=1), help="Dynamic batch profile: max.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (read if present, then updated).")
 @click.option("--nms", is_flag=True, help="Append EfficientNMS_TRT: outputs num_dets, det_boxes, det_scores, det_classes.")
-@click.option("--nms-score", type=float, default=0.25, show_default=True)
-@click.option("--nms-iou", type=float, default=0.45, show_default=True)
-@click.option("--nms-max-det", type=int, default=100, show_default=True)
+@click.option("--nms-score", type=FiniteFloatRange(0, 1), default=0.25, show_default=True)
+@click.option("--nms-iou", type=FiniteFloatRange(0, 1), default=0.45, show_default=True)
+@click.option("--nms-max-det", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("--triton-repo", type=click.Path(path_type=Path), help="Also write a Triton model repository here.")
 @click.option("--model-name", help="Triton model name (default: the engine's stem).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Engine path (default: engines/NAME.engine).")

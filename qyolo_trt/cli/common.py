@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,6 +14,16 @@ from ..defaults import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and inf (click's own range lets nan through every bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        out = super().convert(value, param, ctx)
+        if not math.isfinite(out):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return out
+
+
 def json_option(f: F) -> F:
     """Add ``--json``: one JSON object on stdout, logs on stderr."""
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (logs go to stderr).")(f)
@@ -21,8 +32,8 @@ def json_option(f: F) -> F:
 def post_options(f: F) -> F:
     """``--conf``, ``--iou``, ``--max-det``: evaluation post-processing, defaults from ``qyolo_trt.defaults``."""
     f = click.option("--max-det", type=click.IntRange(1), default=EVAL_MAX_DET, show_default=True, help="Detections kept per image.")(f)
-    f = click.option("--iou", type=click.FloatRange(0, 1), default=EVAL_IOU, show_default=True, help="NMS IoU threshold.")(f)
-    return click.option("--conf", type=click.FloatRange(0, 1), default=EVAL_CONF, show_default=True, help="Confidence threshold.")(f)
+    f = click.option("--iou", type=FiniteFloatRange(0, 1), default=EVAL_IOU, show_default=True, help="NMS IoU threshold.")(f)
+    return click.option("--conf", type=FiniteFloatRange(0, 1), default=EVAL_CONF, show_default=True, help="Confidence threshold.")(f)
 
 
 def log(msg: str) -> None:

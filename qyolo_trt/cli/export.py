@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from .common import emit, json_option
+from .common import emit, json_option, log
 
 
 @click.command("export")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--imgsz", type=int, default=None, help="Square input size, a multiple of 32 (default 640).")
-@click.option("--opset", type=int, default=None, help="ONNX opset, 13..20 (default 17).")
+@click.option("--imgsz", type=click.IntRange(32, 4096), default=None, help="Square input size, a multiple of 32 (default 640).")
+@click.option("--opset", type=click.IntRange(1), default=None, help="ONNX opset, 13..20 (default 17).")
 @click.option("--dynamic-batch", is_flag=True, help="Symbolic batch axis (H and W stay fixed).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output .onnx (default <stem>.onnx here; for an .onnx input: copy it there after validation).")
@@ -28,6 +28,9 @@ def export_cmd(model: Path, imgsz: int | None, opset: int | None, dynamic_batch:
     from ..export import export
 
     result = export(model, output, imgsz=imgsz, opset=opset, dynamic_batch=dynamic_batch)
+    if model.suffix.lower() in (".yaml", ".yml"):
+        log(f"export: warning: {model.name} is an architecture, not weights: the model has random weights (seed 0), "
+            "fine for structure and speed checks, meaningless for accuracy")
     emit(result.to_dict(), as_json, _text)
 
 

@@ -40,9 +40,16 @@ def _text(result: dict[str, Any]) -> str:
     lines.append(f"QuantizeLinear {result['qdq']['QuantizeLinear']}, DequantizeLinear {result['qdq']['DequantizeLinear']}")
     report = result["report"]
     if report:
-        lines.append(f"rewrite: mode {report['mode']}, scales method {report['method']}")
+        lines.append(f"rewrite: mode {report['mode']}, scales method {report['method']}, {report.get('bits', 8)}-bit")
+        if bc := report.get("bias_correction"):
+            lines.append(f"bias correction: {bc['convs']} convs on {bc['images']} images")
+        if fb := report.get("fallback"):
+            lines.append(f"float fallback ({fb['policy']}): {', '.join(u['unit'] for u in fb['layers']) or 'none'}")
         lines += [f"  float: {e['node']} ({e['op']}): {e['reason']}" for e in report["float_nodes"]]
     issues = result["lint"]
-    lines.append("lint: clean" if not issues else f"lint: {result['lint_errors']} error(s), {len(issues) - result['lint_errors']} warning(s)")
+    if not any(result["qdq"].values()):
+        lines.append("lint: not a QDQ model (no QuantizeLinear/DequantizeLinear): nothing to check")
+    else:
+        lines.append("lint: clean" if not issues else f"lint: {result['lint_errors']} error(s), {len(issues) - result['lint_errors']} warning(s)")
     lines += [f"  {i['severity']} {i['code']} {i['node']}: {i['message']}" for i in issues]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from ..qdq import MODES
 from ..qdq.bias_correction import BIAS_IMAGES
 from ..qdq.weights import WEIGHT_CLIPS
 from ..recipe import Recipe
-from .common import emit, json_option, keep_float_parts, log
+from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 
 
 @click.command("quantize")
@@ -25,7 +25,7 @@ from .common import emit, json_option, keep_float_parts, log
 @click.option("--calib-cache", type=click.Path(path_type=Path), help="TensorRT calibration cache (symmetric scales; no model hash).")
 @click.option("--images", help="Calibrate on these images first (folder, YOLO dataset, .txt list, COCO json).")
 @click.option("--method", default="uh", show_default=True, help="Calibration method with --images.")
-@click.option("--num-images", type=int, default=None, help="With --images: at most this many images.")
+@click.option("--num-images", type=click.IntRange(1), default=None, help="With --images: at most this many images.")
 @click.option("--mode", type=click.Choice(MODES),
               help="shifted (default; shifted-symmetric UH where it folds exactly, symmetric elsewhere) and symmetric: "
                    "TensorRT; asymmetric (zero points): ONNX Runtime / OpenVINO only. With --bits < 8: symmetric.")
@@ -36,7 +36,7 @@ from .common import emit, json_option, keep_float_parts, log
 @click.option("--allow-missing", is_flag=True, help="Leave ops whose tensors have no scale in float (reported) instead of failing.")
 @click.option("--auto-fallback", "fallback_k", type=click.IntRange(0), default=None,
               help="Keep the K most sensitive layers float (ranked by `qyolo-trt sensitivity` on --fallback-images).")
-@click.option("--fallback-budget", "fallback_db", type=float, default=None,
+@click.option("--fallback-budget", "fallback_db", type=FiniteFloatRange(0, 200), default=None,
               help="Keep the fewest most-sensitive layers float that bring the head-output SQNR vs FP32 (dB, on --fallback-images) to this.")
 @click.option("--fallback-images", default=None, help="Images for the fallback ranking (default: --images, else the embedded calib_data/).")
 @click.option("--fallback-num-images", type=click.IntRange(1), default=8, show_default=True, help="Use the first N fallback images.")
@@ -75,7 +75,6 @@ def quantize_cmd(
         scales, source = ScalesFile.from_trt_cache(calib_cache), str(calib_cache)
     else:
         scales, source = None, f"{method} on {images}"
-        log(f"quantize: calibrating ({method}) on {images}")
     result = quantize(model, scales, images=images, config=recipe, method=method, num_images=num_images)
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
@@ -86,8 +85,9 @@ def _text(result: dict[str, Any]) -> str:
     report = result["report"]
     quantized = ", ".join(f"{op} {n}" for op, n in report["quantized"].items())
     reasons: dict[str, int] = {}
-    for entry in report["float_nodes"]:
-        reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
+    for entry in report["float_nodes"]:  # grouped by kind ("fallback: sensitivity rank 2 (...)" counts as "fallback")
+        kind = entry["reason"].split(":")[0]
+        reasons[kind] = reasons.get(kind, 0) + 1
     lines = [
         f"{result['output']}  (mode {report['mode']}, scales {result['scales']})",
         f"quantized: {quantized or 'nothing'}",

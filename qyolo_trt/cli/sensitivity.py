@@ -41,9 +41,11 @@ def sensitivity_cmd(
     feeds = load_feeds(proto, images or default_calib(), num_images)
     parts = keep_float_parts(keep_float)
     result = layer_sensitivity(proto, scales, feeds, metric=metric, mode=mode, keep_float=parts).to_dict()
+    measured = len(result["ranking"])
     if top is not None:
         result["ranking"] = result["ranking"][:top]
-    log(f"sensitivity: {len(result['ranking'])} unit(s) in {result['seconds']:.1f} s")
+    shown = f", showing the top {len(result['ranking'])}" if len(result["ranking"]) < measured else ""
+    log(f"sensitivity: measured {measured} unit(s) in {result['seconds']:.1f} s{shown}")
     emit({"model": str(model), "scales": str(scales_path), **result}, as_json, _text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +40,10 @@ def list_images(src: str | os.PathLike | Sequence[str | os.PathLike], limit: int
 
 
 def _read_list(p: Path) -> list[Path]:
-    lines = [ln.strip() for ln in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+    raw = p.read_bytes()
+    if b"\x00" in raw:
+        raise QyoloError(f"{p}: not a text list of image paths (binary content)")
+    lines = [ln.strip() for ln in raw.decode("utf-8", errors="replace").splitlines()]
     return [q if q.is_absolute() else p.parent / q for q in (Path(ln) for ln in lines if ln and not ln.startswith("#"))]
 
 
@@ -48,6 +52,15 @@ def load_coco_json(p: Path) -> dict:
     data = read_json(p, "COCO json")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise QyoloError(f"{p}: not a COCO json (no 'images' list)")
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or isinstance(im.get("id"), bool) or not isinstance(im.get("id"), int) or not isinstance(im.get("file_name"), str):
+            raise QyoloError(f"{p}: images[{i}] needs an integer 'id' and a 'file_name' string (got {json.dumps(im)[:80]})")
+    for key in ("annotations", "categories"):
+        entries = data.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise QyoloError(f"{p}: '{key}' must be a list of objects")
+        if bad := next((e for e in entries if not isinstance(e.get("image_id" if key == "annotations" else "id"), int)), None):
+            raise QyoloError(f"{p}: a '{key}' entry lacks an integer {'image_id' if key == 'annotations' else 'id'} ({json.dumps(bad)[:80]})")
     return data
 
 

@@ -148,6 +148,9 @@ def _with_reference(
     """Artifacts to run, their heads, and the outputs compared for SQNR (head convs exposed in both ONNX models)."""
     ref_model = load_onnx(reference)
     ref_info = inspect_detector(ref_model, source=str(reference))
+    if ref_info.layout != head.layout:
+        raise QyoloError(f"--reference {reference} has a {ref_info.layout} head, {model} a {head.layout} one: "
+                         "give the FP32 model this one was made from")
     ref_head = Head.from_names(ref_info.layout, ref_info.output_names)
     if model.suffix == ".engine":
         return {"model": model, "reference": reference}, {"model": head, "reference": ref_head}, list(head.outputs)

@@ -19,6 +19,7 @@ from ..backends.ort.session import make_session
 from ..data.feeds import Feeds, count_images, load_feeds
 from ..errors import QyoloError
 from ..model import copy_model
+from ..progress import progress
 from .quantize import QuantizeResult, store_report
 
 TWIN = "_bias_twin"
@@ -72,7 +73,7 @@ def bias_correct(qdq: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Sequence[Fe
     session = make_session(_probe(qdq, fp32, convs).SerializeToString())
     names = [n for c in convs for n in (c.output[0], c.output[0] + TWIN)]
     means = dict.fromkeys(names, 0.0)
-    for feed in feeds:
+    for feed in progress(feeds, total=len(feeds), desc="bias correction", unit="img"):
         for name, value in zip(names, session.run(names, feed)):
             means[name] = means[name] + value.astype(np.float64).mean(axis=(0, *range(2, value.ndim))) / len(feeds)
     out = copy_model(qdq)

@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 
 from ..calib.scales import ScalesFile, TensorRange
 from ..errors import QyoloError
-from ..model import copy_model, model_hash
+from ..model import check_finite_weights, copy_model, model_hash
 from ..normalize import normalize
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
 from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
@@ -66,6 +66,7 @@ def quantize(
     if bad := [k for k in keep_float if k not in KEEP_FLOAT]:
         raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")
     model = normalize(model)
+    check_finite_weights(model)
     if check_hash and scales.model_hash and scales.model_hash != (h := model_hash(model)):
         raise QyoloError(
             f"scales ({scales.method}) were computed for model {scales.model_hash[:12]}, not this model ({h[:12]}); "

@@ -49,6 +49,8 @@ def cc_from_version(major: int, minor: int) -> str:
 def parse_targets(values: Iterable[str]) -> tuple[str, ...]:
     """Repeatable / comma-separated ``--gpu`` values -> unique compute capabilities, in the given order."""
     ccs = [to_cc(v) for value in values for v in value.split(",") if v.strip()]
+    if not ccs:
+        raise QyoloError("--gpu names no GPU; give e.g. --gpu rtx4090 or --gpu sm89,sm86 (or leave it out for the default set)")
     return tuple(dict.fromkeys(ccs))
 
 

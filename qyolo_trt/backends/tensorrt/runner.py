@@ -15,7 +15,7 @@ from ...errors import QyoloError
 from ..base import Runner
 from .adapter import load_api
 from .runtime import Buffer, CudaStream, require_gpu
-from .sidecar import check_sidecar, read_sidecar
+from .sidecar import check_sidecar, read_sidecar, verify_engine
 
 
 class TrtRunner(Runner):
@@ -25,10 +25,10 @@ class TrtRunner(Runner):
 
     def activate(self) -> None:
         self.sidecar = read_sidecar(self.artifact)
+        plan = verify_engine(self.sidecar, self.artifact)  # a swapped or corrupt engine is refused before looking for a GPU
         gpu = require_gpu(int(self.options.get("device", 0)))
         api = load_api(self.sidecar["backend"])
-        plan = self.artifact.read_bytes()
-        check_sidecar(self.sidecar, self.artifact, backend_version=api.version, gpu=gpu, engine=plan)
+        check_sidecar(self.sidecar, self.artifact, backend_version=api.version, gpu=gpu)
         self._logger = api.make_logger()
         self._runtime = api.trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan)

@@ -6,13 +6,14 @@ layout, model_hash, scales_hash, options, report, engine_sha256. Loading an engi
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ... import __version__
 from ...errors import QyoloError
-from ...fileio import read_json, sha256_bytes, sha256_file
+from ...fileio import read_json, sha256_bytes
 from .builder import BuildResult
 from .report import EngineReport
 from .runtime import GpuInfo
@@ -63,7 +64,41 @@ def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in data] if isinstance(data, dict) else list(REQUIRED)
     if missing:
         raise QyoloError(f"{path}: engine sidecar lacks {', '.join(missing)}; rebuild the engine with qyolo-trt build")
+    if bad := _bad_field(data):
+        raise QyoloError(f"{path}: engine sidecar field {bad}; rebuild the engine with qyolo-trt build")
     return data
+
+
+def _is_tensor(t: Any) -> bool:
+    return isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("shape"), list) and isinstance(t.get("dtype"), str)
+
+
+def _bad_field(data: dict[str, Any]) -> str | None:
+    """The first sidecar field of the wrong type, described; None when every field is well-formed."""
+    checks = {
+        "backend": lambda v: isinstance(v, str),
+        "backend_version": lambda v: isinstance(v, str),
+        "targets": lambda v: isinstance(v, list) and bool(v) and all(isinstance(t, str) for t in v),
+        "precision": lambda v: v in ("int8", "fp16", "fp32"),
+        "inputs": lambda v: isinstance(v, list) and bool(v) and all(map(_is_tensor, v)),
+        "outputs": lambda v: isinstance(v, list) and bool(v) and all(map(_is_tensor, v)),
+        "engine_sha256": lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+        "batch": lambda v: isinstance(v, dict) and all(isinstance(v.get(k), int) and v[k] >= 1 for k in ("min", "opt", "max")),
+        "report": lambda v: v is None or isinstance(v, dict),
+        "options": lambda v: isinstance(v, dict),
+    }
+    for key, ok in checks.items():
+        if key in data and not ok(data[key]):
+            return f"{key!r} is malformed ({json.dumps(data[key])[:60]})"
+    return None
+
+
+def verify_engine(sidecar: dict[str, Any], engine_path: str | os.PathLike) -> bytes:
+    """The engine's bytes, refused when they do not match the sidecar (swapped, rebuilt, truncated or random file)."""
+    plan = Path(engine_path).read_bytes()
+    if sha256_bytes(plan) != sidecar["engine_sha256"]:
+        raise QyoloError(f"{engine_path}: the engine does not match its sidecar (engine_sha256): rebuild it with qyolo-trt build")
+    return plan
 
 
 def rebuild_command(sidecar: dict[str, Any], engine_path: str | os.PathLike, gpu: GpuInfo) -> str:
@@ -72,10 +107,8 @@ def rebuild_command(sidecar: dict[str, Any], engine_path: str | os.PathLike, gpu
     return f"qyolo-trt build {model} --backend {sidecar['backend']} --precision {sidecar['precision']} --gpu {gpu.cc} -o {engine_path}"
 
 
-def check_sidecar(sidecar: dict[str, Any], engine_path: str | os.PathLike, *, backend_version: str, gpu: GpuInfo, engine: bytes) -> None:
-    """Refuse an engine built by another backend version, for another GPU, or whose bytes changed."""
-    if sha256_bytes(engine) != sidecar["engine_sha256"]:
-        raise QyoloError(f"{engine_path}: the engine does not match its sidecar (engine_sha256): rebuild it with qyolo-trt build")
+def check_sidecar(sidecar: dict[str, Any], engine_path: str | os.PathLike, *, backend_version: str, gpu: GpuInfo) -> None:
+    """Refuse an engine built by another backend version or for another GPU (its bytes: ``verify_engine``)."""
     built = f"{sidecar['backend']} {sidecar['backend_version']} for {', '.join(sidecar['targets'])}" + (
         f" ({sidecar['gpu']})" if sidecar.get("gpu") else ""
     )
@@ -91,14 +124,24 @@ def check_sidecar(sidecar: dict[str, Any], engine_path: str | os.PathLike, *, ba
 def describe_engine(engine_path: str | os.PathLike) -> dict[str, Any]:
     """Sidecar facts plus a check of the engine file (size, hash) -- no TensorRT or GPU needed."""
     sidecar = read_sidecar(engine_path)
+    verify_engine(sidecar, engine_path)
     report = EngineReport.from_dict(sidecar["report"]) if sidecar.get("report") else None
     return {
         "engine": str(engine_path),
         "engine_bytes": Path(engine_path).stat().st_size,
-        "engine_sha256_ok": sha256_file(engine_path) == sidecar["engine_sha256"],
+        "engine_sha256_ok": True,
         **{k: v for k, v in sidecar.items() if k != "report"},
         "report": report.to_dict() if report else None,
     }
+
+
+def short_list(names: list[str], limit: int = 8) -> str:
+    """``a, b, c`` for a few names; the first ``limit`` and a count for many (``--json`` lists them all)."""
+    if not names:
+        return "none"
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{len(names)}: {', '.join(names[:limit])}, ... (+{len(names) - limit} more; --json lists all)"
 
 
 def summary_text(info: dict[str, Any]) -> str:
@@ -115,7 +158,7 @@ def summary_text(info: dict[str, Any]) -> str:
         lines += [
             f"  layers:  {rep.get('num_layers', 0)} ({layers})",
             f"  convs with INT8 input: {rep['conv_int8']}/{rep['conv_total']}",
-            f"  float convs: {', '.join(rep.get('float_convs', [])) or 'none'}",
+            f"  float convs: {short_list(rep.get('float_convs', []))}",
             f"  float nodes: {len(rep.get('float_nodes', []))} (not Q/DQ)",
         ]
     return "\n".join(lines)
