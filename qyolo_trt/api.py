@@ -16,7 +16,7 @@ from typing import Any
 
 import onnx
 
-from .build import BuildRequest
+from .pipeline import BuildRequest
 from .calib.scales import ScalesFile
 from .defaults import default_calib, default_model
 from .errors import QyoloError
@@ -69,7 +69,7 @@ def build(model: str | os.PathLike | None = None, **options: Any) -> dict[str, A
     QDQ model and sidecar reports) atomically and returns the summary. ``options`` are ``BuildRequest``'s fields:
     ``calib``, ``num_images``, ``method``, ``mode``, ``bias_correction``, ``precision``, ``backend``, ``gpus``,
     ``batch``, ``timing_cache``, ``nms``, ``triton_repo``, ``model_name``, ``output``."""
-    from .build import run_build
+    from .pipeline import run_build
 
     known = {f.name for f in fields(BuildRequest)} - {"model"}
     if bad := sorted(set(options) - known):
@@ -108,4 +108,4 @@ def compare(model: str | os.PathLike | None = None, calib: ImageSource | None = 
     return run(model if model is not None else default_model(), calib_paths, images[: num_images or None], data, **options)
 
 
-__all__ = ["BuildRequest", "QuantizeResult", "Recipe", "ScalesFile", "build", "calibrate", "compare", "evaluate", "quantize"]
+__all__ = ["BuildRequest", "QuantizeResult", "QyoloError", "Recipe", "ScalesFile", "build", "calibrate", "compare", "evaluate", "quantize"]

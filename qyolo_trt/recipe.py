@@ -38,6 +38,8 @@ class Recipe:
     bias_images: ImageSource | None = None  # None: the embedded calib_data/
     bias_num_images: int = BIAS_IMAGES
     bits: int = 8
+    float_dtype: str = "fp32"  # "fp16": every non-INT8 part in half precision (GPU targets; qyolo_trt.qdq.float16)
+    io_dtype: str = "fp32"  # graph inputs / outputs of an fp16 model
 
     def with_images(self, images: ImageSource) -> Recipe:
         """This recipe with ``images`` for the passes that need images and were given none."""
@@ -57,6 +59,14 @@ class Recipe:
             raise QyoloError("--weight-clip mse does not combine with --auto-fallback / --fallback-budget")
         if self.bits != 8 and self.bias_correction:
             raise QyoloError("--bits below 8 does not combine with --bias-correction")
+        from .qdq.float16 import FLOAT_DTYPES
+
+        if self.float_dtype not in FLOAT_DTYPES or self.io_dtype not in FLOAT_DTYPES:
+            raise QyoloError(f"--float-dtype and --io-dtype take {' or '.join(FLOAT_DTYPES)}")
+        if self.float_dtype == "fp32" and self.io_dtype == "fp16":
+            raise QyoloError("--io-dtype fp16 needs --float-dtype fp16")
+        if self.float_dtype == "fp16" and self.bits != 8:
+            raise QyoloError("--float-dtype fp16 does not combine with --bits below 8")
 
 
 def apply(model: onnx.ModelProto, scales: ScalesFile, recipe: Recipe) -> QuantizeResult:
@@ -80,5 +90,11 @@ def apply(model: onnx.ModelProto, scales: ScalesFile, recipe: Recipe) -> Quantiz
         check_bits(scales, recipe.bits, recipe.mode)
         result.model = lower_bits(result.model, model, recipe.bits)
         result.report["bits"] = recipe.bits
+        store_report(result.model, result.report)
+    if recipe.float_dtype == "fp16":
+        from .qdq.float16 import to_float16
+
+        result.model = to_float16(result.model, recipe.io_dtype)
+        result.report.update(float_dtype="fp16", io_dtype=recipe.io_dtype)
         store_report(result.model, result.report)
     return result

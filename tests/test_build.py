@@ -11,8 +11,8 @@ from conftest import assert_clean_error, run_cli
 
 pytest.importorskip("tensorrt_rtx")
 
-from qyolo_trt import build as build_mod  # noqa: E402
-from qyolo_trt.build import BuildRequest, run_build  # noqa: E402
+from qyolo_trt import pipeline as build_mod  # noqa: E402
+from qyolo_trt.pipeline import BuildRequest, run_build  # noqa: E402
 from qyolo_trt.errors import QyoloError  # noqa: E402
 
 SIDECAR_KEYS = {"qyolo_trt_version", "backend", "backend_version", "targets", "gpu", "precision", "inputs", "outputs", "batch",

@@ -11,7 +11,7 @@ import pytest
 from deploy_helpers import dynamic_detector, parse_pbtxt
 from trt_doubles import install_doubles
 
-from qyolo_trt.build import BuildRequest, run_build
+from qyolo_trt.pipeline import BuildRequest, run_build
 from qyolo_trt.errors import QyoloError
 from qyolo_trt.fileio import sha256_file
 

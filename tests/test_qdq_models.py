@@ -75,8 +75,14 @@ def test_anchor_free_head_is_found_by_structure(prepared):
         assert len(outs) == 6 and all("/cv2." in o or "/cv3." in o for o in outs)  # box and class branch ends, not the DFL conv
 
 
+OV_SHIFTED = pytest.mark.xfail(strict=True, reason="known: OpenVINO 2026.4 CPU runs the shifted yolov5n at 14.8 dB output SQNR "
+                                "(ONNX Runtime: 39.3 dB, OpenVINO symmetric: 21.3 dB); open, see README 'CPU targets'")
+
+
 @pytest.mark.parametrize(
-    ("name", "mode"), [("yolov5n", m) for m in ("symmetric", "shifted", "asymmetric")] + [("yolov8n", "symmetric"), ("yolo11n", "shifted")]
+    ("name", "mode"),
+    [("yolov5n", "symmetric"), pytest.param("yolov5n", "shifted", marks=OV_SHIFTED), ("yolov5n", "asymmetric"),
+     ("yolov8n", "symmetric"), ("yolo11n", "shifted")],
 )
 def test_runs_in_onnxruntime_and_openvino(prepared, bus, tmp_path, name, mode):
     ov = pytest.importorskip("openvino")

@@ -11,7 +11,7 @@ pytest.importorskip("tensorrt_rtx")
 
 from qyolo_trt.backends.tensorrt.builder import build_engine  # noqa: E402
 from qyolo_trt.backends.tensorrt.sidecar import describe_engine, read_sidecar  # noqa: E402
-from qyolo_trt.build import BuildRequest, run_build  # noqa: E402
+from qyolo_trt.pipeline import BuildRequest, run_build  # noqa: E402
 from qyolo_trt.defaults import default_model  # noqa: E402
 from qyolo_trt.errors import QyoloError  # noqa: E402
 from qyolo_trt.model import load_onnx  # noqa: E402

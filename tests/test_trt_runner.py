@@ -14,7 +14,7 @@ from conftest import REPO, assert_clean_error, run_cli
 from qyolo_trt.backends import get_runner
 from qyolo_trt.backends.tensorrt.builder import build_engine
 from qyolo_trt.backends.tensorrt.sidecar import describe_engine, make_sidecar, sidecar_path
-from qyolo_trt.build import BuildRequest, run_build
+from qyolo_trt.pipeline import BuildRequest, run_build
 from qyolo_trt.data import ImageLoader, list_images
 from qyolo_trt.defaults import default_calib, default_model
 from qyolo_trt.errors import DependencyError, QyoloError

@@ -11,13 +11,16 @@ from .common import FiniteFloatRange, emit, json_option
 
 
 def _text(result: dict[str, Any]) -> str:
+    from ..backends.tensorrt.sidecar import short_list
+
     lines = [result["targets_note"]]
     for e in result["engines"]:
         lines.append(f"{e['engine']}: {result['backend']} {e['precision']} for {', '.join(e['targets'])}")
         lines.append(f"  convs with INT8 input: {e['conv_int8']}/{e['conv_total']}; layers: {e['layers']} "
                      + "(" + ", ".join(f"{k} {v}" for k, v in e["layers_by_type"].items()) + ")")
+        lines.append("  layer outputs by dtype: " + ", ".join(f"{k} {v}" for k, v in e["output_dtypes"].items()))
         if e["precision"] == "int8":
-            lines.append(f"  float convs: {', '.join(e['float_convs']) or 'none'}")
+            lines.append(f"  float convs: {short_list(e['float_convs'])}")
         lines += [f"  warning: {w}" for w in e["warnings"]]
     for kind, path in result["artifacts"].items():
         lines.append(f"{kind}: {path}" + (" (reused)" if kind == "scales" and result["scales_reused"] else ""))
@@ -38,6 +41,8 @@ def _text(result: dict[str, Any]) -> str:
               help="Q/DQ form: shifted-symmetric UH where it folds exactly (1x1 consumers), symmetric elsewhere; or symmetric everywhere.")
 @click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
               help="Fold each quantized conv's mean output error on the calibration images into its float bias.")
+@click.option("--float-dtype", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+              help="INT8 engines: what is not INT8 (float convs, head, decode) in fp16 (the QDQ model is converted), or fp32.")
 @click.option("--precision", type=click.Choice(["int8", "fp16", "fp32"]), default="int8", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True,
               help="auto: TensorRT when it and a GPU are present, else TensorRT-RTX (ahead of time, no GPU).")
@@ -64,7 +69,7 @@ def build_cmd(model: Path | None, gpus: tuple[str, ...], batch: int | None, min_
     reused); with TensorRT-RTX, Turing (sm75) targets get their own FP16 engine.
     """
     from ..api import build
-    from ..build import batch_profile
+    from ..pipeline import batch_profile
 
     profile = batch_profile(batch, min_batch, opt_batch, max_batch)
     nms_opts = {"score_threshold": nms_score, "iou_threshold": nms_iou, "max_det": nms_max_det} if nms else None

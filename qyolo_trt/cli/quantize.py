@@ -45,13 +45,17 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--bias-correction", is_flag=True,
               help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
 @click.option("--bias-num-images", type=click.IntRange(1), default=BIAS_IMAGES, show_default=True, help="Images for --bias-correction.")
+@click.option("--float-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Non-INT8 parts (float convs, biases, head, decode, Q/DQ scales) in fp16: for GPU targets (TensorRT); fp32 for CPU.")
+@click.option("--io-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Graph input/output dtype of an --float-dtype fp16 model (fp32: a Cast at each end).")
 @click.option("--skip-hash-check", is_flag=True, help="Use --scales made for another model (e.g. the same weights re-exported).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
-    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, skip_hash_check: bool, output: Path, as_json: bool,
+    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
@@ -62,7 +66,7 @@ def quantize_cmd(
         keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None and not skip_hash_check,
         fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
         fallback_num_images=fallback_num_images, bias_correction=bias_correction,
-        bias_num_images=bias_num_images, bits=bits,
+        bias_num_images=bias_num_images, bits=bits, float_dtype=float_dtype, io_dtype=io_dtype,
     )  # fmt: skip
     recipe.check()
     from ..api import quantize

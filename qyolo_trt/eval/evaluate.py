@@ -38,8 +38,8 @@ class EvalSet:
     reference_gt: dict | None = None  # confident FP32 detections, for agreement
 
     @classmethod
-    def build(cls, data: str | os.PathLike, preds: Predictions, num_classes: int) -> "EvalSet":
-        gt_ids = load_groundtruth(data, preds.paths, preds.sizes, num_classes)
+    def build(cls, data: str | os.PathLike, preds: Predictions, num_classes: int, labels: bool = True) -> "EvalSet":
+        gt_ids = load_groundtruth(data, preds.paths, preds.sizes, num_classes) if labels else None
         gt, ids = gt_ids if gt_ids else (None, list(range(1, len(preds.paths) + 1)))
         return cls(list(preds.paths), ids, gt, category_ids(num_classes))
 
@@ -109,8 +109,10 @@ def evaluate(
     reference: str | os.PathLike | None = None,
     post: PostProcess = PostProcess(),
     num_images: int | None = None,
+    labels: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on ``data`` (COCO json, YOLO-labels set, or unlabelled images with ``reference``)."""
+    """Evaluate ``model`` on ``data`` (COCO json, YOLO-labels set, or unlabelled images with ``reference``);
+    ``labels=False`` ignores any labels (FP32 agreement and SQNR only, e.g. for a model of other classes)."""
     t0 = time.perf_counter()
     info = artifact_info(model)
     paths = list_images(data, limit=num_images)
@@ -122,7 +124,7 @@ def evaluate(
             runners = {n: stack.enter_context(get_runner(backend if n == "model" else "ort", a)) for n, a in artifacts.items()}
             loader = ImageLoader(paths, info.imgsz)
             preds, meters = predict(runners, loader, heads, post, "reference" if reference else None, compared)
-    es = EvalSet.build(data, preds["model"], info.num_classes)
+    es = EvalSet.build(data, preds["model"], info.num_classes, labels)
     if es.gt is None and reference is None:
         raise QyoloError(f"{data}: no labels (COCO json or images/ + labels/); pass --reference FP32.onnx for FP32 agreement")
     if reference is not None:
@@ -171,5 +173,5 @@ def quality(model: onnx.ModelProto, reference: onnx.ModelProto, images: Sequence
         onnx.save(reference, paths["reference"])
         listing = Path(tmp) / "images.txt"
         listing.write_text("\n".join(str(Path(p).resolve()) for p in images), encoding="utf-8")
-        row = evaluate(paths["model"], listing, reference=paths["reference"])
+        row = evaluate(paths["model"], listing, reference=paths["reference"], labels=False)
     return {"images": row["images"], "sqnr_db": row.get("sqnr_db"), "agreement": row.get("agreement")}

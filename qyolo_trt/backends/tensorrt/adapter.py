@@ -93,9 +93,12 @@ class TrtApi:
         return builder.create_network(0)
 
     def set_precision(self, config: Any, precision: str) -> None:
-        """TRT 10 enables reduced-precision kernels with flags; strongly typed builds take types from the graph."""
+        """TRT 10 enables reduced-precision kernels with flags (INT8 with FP16, so what is not INT8 may run in half
+        precision rather than FP32); strongly typed builds take types from the graph."""
         if self.flavor == "trt10" and precision in ("int8", "fp16"):
-            config.set_flag(self.trt.BuilderFlag.INT8 if precision == "int8" else self.trt.BuilderFlag.FP16)
+            config.set_flag(self.trt.BuilderFlag.FP16)
+            if precision == "int8":
+                config.set_flag(self.trt.BuilderFlag.INT8)
 
     def set_targets(self, config: Any, targets: tuple[str, ...], gpu: GpuInfo | None) -> None:
         """RTX: compile for each compute capability ahead of time. Standard TensorRT: only for the local GPU."""

@@ -64,10 +64,16 @@ class EngineReport:
     layers_by_type: dict[str, int] = field(default_factory=dict)
     source: str = "builder-log"
 
+    @property
+    def output_dtypes(self) -> dict[str, int]:
+        """The engine's precision mix: layer outputs per dtype, e.g. ``{"Float": 58, "Half": 6, "Int8": 55}``."""
+        return dict(sorted(Counter(d for layer in self.layers for d in layer.output_dtypes).items()))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "num_layers": len(self.layers),
             "layers_by_type": self.layers_by_type,
+            "output_dtypes": self.output_dtypes,
             "conv_int8": self.conv_int8,
             "conv_total": self.conv_total,
             "float_convs": self.float_convs,

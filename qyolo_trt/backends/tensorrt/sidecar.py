@@ -157,6 +157,7 @@ def summary_text(info: dict[str, Any]) -> str:
     if rep:
         lines += [
             f"  layers:  {rep.get('num_layers', 0)} ({layers})",
+            "  layer outputs by dtype: " + (", ".join(f"{k} {v}" for k, v in rep.get("output_dtypes", {}).items()) or "-"),
             f"  convs with INT8 input: {rep['conv_int8']}/{rep['conv_total']}",
             f"  float convs: {short_list(rep.get('float_convs', []))}",
             f"  float nodes: {len(rep.get('float_nodes', []))} (not Q/DQ)",

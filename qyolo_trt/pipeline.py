@@ -49,6 +49,7 @@ class BuildRequest:
     method: str = "uh"
     mode: str = "shifted"
     bias_correction: bool = True  # fold each quantized conv's mean error on the calibration images into its bias
+    float_dtype: str = "fp16"  # INT8 engines: non-INT8 parts in half precision (GPU targets)
     precision: str = "int8"
     backend: str = "auto"
     gpus: tuple[str, ...] = ()
@@ -211,7 +212,7 @@ def _quantize(req: BuildRequest, fp32: onnx.ModelProto, images: list[Path], out:
     paths = _artifact_paths(req, out)
     scales, reused = _scales(req, fp32, images, paths["scales"])
     recipe = Recipe(mode=req.mode, bias_correction=req.bias_correction, bias_images=images,
-                    bias_num_images=min(len(images), BIAS_IMAGES))
+                    bias_num_images=min(len(images), BIAS_IMAGES), float_dtype=req.float_dtype)
     qdq = apply(fp32, scales, recipe).model
     scales_bytes = json_text(scales.to_dict()).encode()
     artifacts = {"scales": (paths["scales"], scales_bytes), "qdq_onnx": (paths["qdq_onnx"], qdq.SerializeToString())}
@@ -245,7 +246,7 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
         "scales_hash": sha256_bytes(artifacts["scales"][1]) if calibrated else None,
     }
     options = {"model": str(src), "method": req.method if calibrated else None, "mode": req.mode if calibrated else None,
-               "bias_correction": req.bias_correction if calibrated else None,
+               "bias_correction": req.bias_correction if calibrated else None, "float_dtype": req.float_dtype if calibrated else None,
                "precision_requested": req.precision, "nms": req.nms}
     sidecars = [make_sidecar(r, **common, options={**options, "warnings": p.warnings}) for r, p in zip(results, plans)]
     _check_triton(req, sidecars, plans)
@@ -313,5 +314,6 @@ def _engine_summary(plan: _Plan, sidecar: dict[str, Any]) -> dict[str, Any]:
         "float_convs": rep["float_convs"],
         "layers": rep["num_layers"],
         "layers_by_type": rep["layers_by_type"],
+        "output_dtypes": rep.get("output_dtypes", {}),
         "warnings": plan.warnings,
     }

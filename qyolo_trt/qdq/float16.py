@@ -1,0 +1,92 @@
+"""A pass: the float parts of a QDQ (or FP32) model in FP16, so a strongly typed TensorRT build runs everything that is
+not INT8 in half precision instead of FP32 (the difference between "INT8 slower than FP16" and a fast INT8 engine).
+
+Every float32 tensor, weight, bias, Q/DQ scale and ``Constant`` becomes float16 (opset >= 19, where Q/DQ take float16
+scales, so TensorRT still fuses each Q/DQ pair into INT8 kernels); ``Cast`` to float becomes ``Cast`` to float16. Resize's
+``scales`` stay float32 (the ONNX type). Graph inputs and outputs keep their dtype (a ``Cast`` at each end) unless
+``io_dtype="fp16"``. Scales below float16's smallest normal value are rejected rather than silently flushed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..errors import QyoloError
+from ..model import copy_model
+
+FLOAT_DTYPES = ("fp32", "fp16")  # --float-dtype / --io-dtype choices
+MIN_OPSET = 19  # QuantizeLinear / DequantizeLinear with float16 scales
+_FP32_INPUTS = {"Resize": (2,), "Upsample": (1,)}  # input slots whose ONNX type is float32 only
+_F16_TINY = float(np.finfo(np.float16).tiny)
+
+
+def _keep_fp32(graph: gs.Graph) -> set[int]:
+    return {id(node.inputs[i]) for node in graph.nodes for i in _FP32_INPUTS.get(node.op, ()) if i < len(node.inputs)}
+
+
+def _half(values: np.ndarray, name: str, is_scale: bool) -> np.ndarray:
+    out = values.astype(np.float16)
+    if not np.isfinite(out).all():
+        raise QyoloError(f"{name}: values beyond float16's range (|x| > 65504); keep this model in fp32 (--float-dtype fp32)")
+    if is_scale and (np.abs(values) < _F16_TINY).any():
+        raise QyoloError(f"{name}: a Q/DQ scale below float16's smallest normal value; keep this model in fp32 (--float-dtype fp32)")
+    return out
+
+
+def to_float16(model: onnx.ModelProto, io_dtype: str = "fp32") -> onnx.ModelProto:
+    """``model`` with its float32 parts in float16 (see the module docstring); ``io_dtype`` "fp32" or "fp16"."""
+    if io_dtype not in FLOAT_DTYPES:
+        raise QyoloError(f"unknown io dtype {io_dtype!r}; choose from {', '.join(FLOAT_DTYPES)}")
+    graph = gs.import_onnx(copy_model(model))
+    keep = _keep_fp32(graph)
+    scales = {id(n.inputs[1]) for n in graph.nodes if n.op in ("QuantizeLinear", "DequantizeLinear") and len(n.inputs) > 1}
+    boundary = {id(t) for t in (*graph.inputs, *graph.outputs)} if io_dtype == "fp32" else set()
+    for tensor in graph.tensors().values():
+        if id(tensor) in keep:
+            continue
+        if isinstance(tensor, gs.Constant) and tensor.values.dtype == np.float32:
+            tensor.values = _half(tensor.values, tensor.name, id(tensor) in scales)
+        elif isinstance(tensor, gs.Variable) and tensor.dtype == np.float32 and id(tensor) not in boundary:
+            tensor.dtype = np.float16
+    for node in graph.nodes:
+        if node.op == "Constant" and isinstance(node.attrs.get("value"), gs.Constant) and node.attrs["value"].values.dtype == np.float32:
+            if not any(id(o) in keep for o in node.outputs):
+                node.attrs["value"].values = _half(node.attrs["value"].values, node.name, False)
+        if node.op == "Cast" and node.attrs.get("to") == onnx.TensorProto.FLOAT and not any(id(o) in keep for o in node.outputs):
+            node.attrs["to"] = onnx.TensorProto.FLOAT16
+    if io_dtype == "fp32":
+        _cast_boundaries(graph)
+    out = gs.export_onnx(graph.cleanup().toposort())
+    for imp in out.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = max(imp.version, MIN_OPSET)
+    out.ir_version = max(out.ir_version, 9)  # opset 19 needs IR version 9
+    del out.graph.value_info[:]  # stale float32 shapes; runtimes infer the types again
+    return out
+
+
+def _replace(tensors, old: gs.Tensor, new: gs.Tensor) -> None:
+    for j, t in enumerate(tensors):
+        if t is old:
+            tensors[j] = new
+
+
+def _cast_boundaries(graph: gs.Graph) -> None:
+    """float32 graph inputs/outputs around the float16 body: a Cast after each input, before each output."""
+    for inp in graph.inputs:
+        if inp.dtype != np.float32:
+            continue
+        half = gs.Variable(f"{inp.name}_fp16", dtype=np.float16, shape=inp.shape)
+        for consumer in list(inp.outputs):
+            _replace(consumer.inputs, inp, half)
+        graph.nodes.append(gs.Node("Cast", f"{inp.name}_to_fp16", attrs={"to": onnx.TensorProto.FLOAT16}, inputs=[inp], outputs=[half]))
+    for out in graph.outputs:
+        if out.dtype != np.float32:
+            continue
+        half = gs.Variable(f"{out.name}_fp16", dtype=np.float16, shape=out.shape)
+        _replace(out.inputs[0].outputs, out, half)
+        for consumer in list(out.outputs):
+            _replace(consumer.inputs, out, half)
+        graph.nodes.append(gs.Node("Cast", f"{out.name}_to_fp32", attrs={"to": onnx.TensorProto.FLOAT}, inputs=[half], outputs=[out]))
