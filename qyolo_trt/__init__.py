@@ -3,7 +3,7 @@
 Public API (imported on first use, so ``import qyolo_trt`` stays light)::
 
     from qyolo_trt import calibrate, quantize, build, evaluate, compare
-    from qyolo_trt import Recipe, ScalesFile, QuantizeResult, BuildRequest, QyoloError
+    from qyolo_trt import QuantizeConfig (alias Recipe), ScalesFile, QuantizeResult, BuildRequest, QyoloError
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["BuildRequest", "QuantizeResult", "QyoloError", "Recipe", "ScalesFile", "__version__", "build", "calibrate", "compare", "evaluate", "quantize"]
+__all__ = ["BuildRequest", "QuantizeConfig", "QuantizeResult", "QyoloError", "Recipe", "ScalesFile", "__version__", "build", "calibrate", "compare", "evaluate", "quantize"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,10 +18,12 @@ import onnx
 
 from .pipeline import BuildRequest
 from .calib.scales import ScalesFile
-from .defaults import default_calib, default_model
+from .defaults import DEFAULT_METHOD, default_calib, default_model
 from .errors import QyoloError
+from .qdq.config import ImageSource, QuantizeConfig
 from .qdq.quantize import QuantizeResult
-from .recipe import ImageSource, Recipe
+
+Recipe = QuantizeConfig  # the name the public API has always used
 
 ModelSource = str | os.PathLike | onnx.ModelProto
 
@@ -34,7 +36,7 @@ def _model(model: ModelSource | None) -> onnx.ModelProto:
     return load_onnx(model if model is not None else default_model())
 
 
-def calibrate(model: ModelSource | None = None, images: ImageSource | None = None, *, methods: Sequence[str] = ("uh",),
+def calibrate(model: ModelSource | None = None, images: ImageSource | None = None, *, methods: Sequence[str] = (DEFAULT_METHOD,),
               num_images: int | None = None, **options: Any) -> dict[str, ScalesFile]:
     """Calibrate ``model`` on ``images`` in one streamed pass; one ``ScalesFile`` per method (``uh``, ``minmax``,
     ``percentile``, ``entropy``, ``mse``). ``options``: ``batch``, ``bins``, ``percentile``, ``bits``, ``sample_stride``."""
@@ -44,14 +46,14 @@ def calibrate(model: ModelSource | None = None, images: ImageSource | None = Non
 
 
 def quantize(model: ModelSource | None = None, scales: ScalesFile | str | os.PathLike | None = None, *,
-             images: ImageSource | None = None, config: Recipe = Recipe(), method: str = "uh",
+             images: ImageSource | None = None, config: QuantizeConfig = QuantizeConfig(), method: str = DEFAULT_METHOD,
              num_images: int | None = None) -> QuantizeResult:
     """The QDQ model of ``model`` under ``config`` (placement mode, exclusions, fallback, bias correction, bits).
 
     ``scales``: a ``ScalesFile`` or a scales JSON path; ``None`` calibrates with ``method`` on ``images`` first.
     The result's ``model`` is an ``onnx.ModelProto`` (``onnx.save`` it), ``report`` says what each step did.
     """
-    from .recipe import apply
+    from .qdq.pipeline import run
 
     proto = _model(model)
     if scales is None:
@@ -61,7 +63,7 @@ def quantize(model: ModelSource | None = None, scales: ScalesFile | str | os.Pat
             config = config.with_images(images)
     elif not isinstance(scales, ScalesFile):
         scales = ScalesFile.load(scales)
-    return apply(proto, scales, config)
+    return run(proto, scales, config)
 
 
 def build(model: str | os.PathLike | None = None, **options: Any) -> dict[str, Any]:
@@ -108,4 +110,4 @@ def compare(model: str | os.PathLike | None = None, calib: ImageSource | None = 
     return run(model if model is not None else default_model(), calib_paths, images[: num_images or None], data, **options)
 
 
-__all__ = ["BuildRequest", "QuantizeResult", "QyoloError", "Recipe", "ScalesFile", "build", "calibrate", "compare", "evaluate", "quantize"]
+__all__ = ["BuildRequest", "QuantizeConfig", "QuantizeResult", "QyoloError", "Recipe", "ScalesFile", "build", "calibrate", "compare", "evaluate", "quantize"]

@@ -9,6 +9,31 @@ from .errors import QyoloError
 
 DEFAULT_ENGINES = Path("engines")
 
+# quantization choices and defaults, named once (import-light: the CLI reads them without numpy / onnx)
+METHODS = ("uh", "minmax", "percentile", "entropy", "mse")  # calibration methods (registry order of qyolo_trt.calib.methods)
+DEFAULT_METHOD = "uh"
+DEFAULT_PERCENTILE = 99.99  # calibrate --method percentile
+MODES = ("symmetric", "shifted", "asymmetric")  # Q/DQ forms; asymmetric (zero points) is for CPU runtimes only
+TENSORRT_MODES = ("symmetric", "shifted")  # the forms TensorRT runs
+DEFAULT_MODE = "shifted"  # the quantize pipeline at 8 bits: `quantize`, `build`, QuantizeConfig
+BASE_MODE = "symmetric"  # the plain TensorRT form: the rewrite alone (qdq.quantize), `sensitivity`, low-bit simulations
+INT8_MAX = 127  # symmetric int8 grid [-127, 127] (TensorRT's)
+DEFAULT_BITS = 8
+BITS_RANGE = (2, 8)  # --bits: low-bit simulation widths
+WEIGHT_CLIPS = ("minmax", "mse")  # per-channel weight clip
+DEFAULT_WEIGHT_CLIP = "minmax"
+KEEP_FLOAT = ("head", "first-conv")  # structural parts that can stay float
+DEFAULT_KEEP_FLOAT = ("head",)
+FLOAT_DTYPES = ("fp32", "fp16")  # --float-dtype / --io-dtype
+BIAS_IMAGES = 16  # images bias correction measures on, by default (build, compare, quantize --bias-num-images)
+SENSITIVITY_IMAGES = 8  # images sensitivity (and the float fallback's ranking) measures on, by default
+SENSITIVITY_METRICS = ("mse", "cosine")  # mse: noise / signal energy of the head outputs; cosine: 1 - cosine similarity
+# `build` (GPU engines): its quantize recipe and engine precision
+BUILD_BIAS_CORRECTION = True
+BUILD_FLOAT_DTYPE = "fp16"  # INT8 engines: non-INT8 parts in half precision
+ENGINE_PRECISIONS = ("int8", "fp16", "fp32")
+DEFAULT_PRECISION = "int8"
+
 # evaluation post-processing (eval, compare, build's quality line, the README's tables): yolov5's val settings
 EVAL_CONF = 0.001
 EVAL_IOU = 0.6
@@ -34,3 +59,22 @@ def default_calib() -> Path:
     if not path.is_dir():
         raise QyoloError(f"embedded calibration images not found at {path} (broken install?); pass --calib/--images")
     return path
+
+# reconstruction PTQ (qyolo_trt.torchq.reconstruct: AdaRound + BRECQ-style blocks + QDrop), sized for a 2-core CPU
+RECONSTRUCT_ITERS = 200  # optimisation steps per block
+RECONSTRUCT_BATCH = 4  # images per step
+RECONSTRUCT_CROP = 0.5  # side of the random spatial crop of a block's inputs, as a fraction of their size (1: no crop)
+RECONSTRUCT_DROP_PROB = 0.5  # QDrop: probability that an activation value skips its quantization during optimisation
+RECONSTRUCT_LR = 1e-2  # Adam step of the AdaRound variables (the paper's 1e-3 is for 10-20k steps)
+RECONSTRUCT_BIAS_LR = 1e-3  # Adam step of the float bias refit
+
+# quantization-aware fine-tuning (qyolo_trt.torchq.qat: distillation from FP32, LSQ activations, STE weights), sized so
+# that yolov5n on 64 images finishes in minutes on a 2-core CPU
+QAT_EPOCHS = 4  # passes over the images
+QAT_BATCH = 4  # images per step
+QAT_CROP = 0.5  # side of the random crop of each batch (on the stride-32 grid), as a fraction of the image (1: no crop)
+QAT_LR = 0.05  # Adam step of the latent weights, in grid steps (weights are learned as W / scale)
+QAT_SCALE_LR = 1e-3  # Adam step of the activation step sizes, relative to their initial value
+QAT_BIAS_LR = 1e-4  # Adam step of the quantized convs' float bias
+QAT_EMA_DECAY = 0.99  # per-step decay of the weight EMA (warmed up as (1 + n) / (10 + n))
+QAT_QC_EPOCHS = 1  # correction phase after QAT (weights frozen; step sizes and biases refit), in passes over the images

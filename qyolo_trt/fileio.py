@@ -5,11 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+
+def finite(v: float) -> float | str:
+    """JSON has no inf / nan: non-finite numbers become strings ("inf": identical outputs)."""
+    return v if math.isfinite(v) else str(v)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@
   is reused when its model hash, method, image source and image count match (delete it to recalibrate).
 - TensorRT-RTX, INT8: one engine for every target with INT8 kernels, and a separate one for Turing (sm75),
   which TensorRT-RTX builds in FP16 (it has no INT8 kernels there; mixing sm75 into the portable engine would
-  turn every INT8 conv into float fake-quantisation). Several engines are named ``NAME.<targets>.engine``.
+  turn every INT8 conv into float fake-quantisation; planned in ``backends/tensorrt/plan.py``). Several engines are
+  named ``NAME.<targets>.engine``.
 - Everything is built in memory / a temp dir first and written only when every engine built: a failed build
   leaves nothing in the output folder.
 """
@@ -15,7 +16,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,11 @@ import onnx
 
 from .backends.tensorrt.adapter import resolve_backend
 from .backends.tensorrt.builder import BuildResult, build_engine, has_qdq
-from .backends.tensorrt.gpus import RTX_NO_INT8, parse_targets, rtx_groups
-from .backends.tensorrt.runtime import require_gpu
+from .backends.tensorrt.plan import EnginePlan, engine_paths, plan_engines, target_groups, targets_note
 from .backends.tensorrt.sidecar import make_sidecar, sidecar_path
 from .calib.scales import ScalesFile
-from .defaults import DEFAULT_ENGINES, default_calib, default_model
+from .defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, DEFAULT_ENGINES, DEFAULT_METHOD, DEFAULT_MODE, DEFAULT_PRECISION,
+                       default_calib, default_model)
 from .errors import QyoloError
 from .export import EXPORTABLE, export  # torch / ultralytics are imported only when exporting
 from .data import list_images
@@ -35,7 +36,6 @@ from .fileio import json_text, refuse_overwrite, sha256_bytes, write_all
 from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
 from .progress import progress
 
-DEFAULT_RTX_TARGETS = ("sm89", "sm75")  # RTX 4090 and T4
 QUALITY_IMAGES = 4  # calibration images held out of calibration to score the QDQ model (head SQNR, FP32 agreement)
 
 
@@ -46,11 +46,11 @@ class BuildRequest:
     model: Path | None = None
     calib: str | None = None
     num_images: int | None = None
-    method: str = "uh"
-    mode: str = "shifted"
-    bias_correction: bool = True  # fold each quantized conv's mean error on the calibration images into its bias
-    float_dtype: str = "fp16"  # INT8 engines: non-INT8 parts in half precision (GPU targets)
-    precision: str = "int8"
+    method: str = DEFAULT_METHOD
+    mode: str = DEFAULT_MODE
+    bias_correction: bool = BUILD_BIAS_CORRECTION  # fold each quantized conv's mean error on the calibration images into its bias
+    float_dtype: str = BUILD_FLOAT_DTYPE  # INT8 engines: non-INT8 parts in half precision (GPU targets)
+    precision: str = DEFAULT_PRECISION
     backend: str = "auto"
     gpus: tuple[str, ...] = ()
     batch: tuple[int, int, int] = (1, 1, 1)
@@ -59,17 +59,6 @@ class BuildRequest:
     triton_repo: Path | None = None
     model_name: str | None = None
     output: Path | None = None
-
-
-@dataclass
-class _Plan:
-    """One engine to build: its targets, precision, the ONNX to feed, and where it goes."""
-
-    targets: tuple[str, ...]
-    precision: str
-    onnx_model: onnx.ModelProto
-    engine_path: Path
-    warnings: list[str] = field(default_factory=list)
 
 
 def batch_profile(batch: int | None = None, min_batch: int | None = None, opt_batch: int | None = None,
@@ -99,12 +88,6 @@ def _load_model(req: BuildRequest) -> tuple[Path, onnx.ModelProto]:
     return src, load_onnx(src)
 
 
-def _targets(req: BuildRequest, backend: str) -> tuple[str, ...]:
-    if req.gpus:
-        return parse_targets(req.gpus)
-    return DEFAULT_RTX_TARGETS if backend == "tensorrt-rtx" else (require_gpu().cc,)
-
-
 def split_calib(req: BuildRequest) -> tuple[list[Path], list[Path]]:
     """(calibration images, held-out images for the quality line): the last ``QUALITY_IMAGES`` of the source are
     held out when it has at least twice as many, else none (too few images to spare any)."""
@@ -128,36 +111,6 @@ def _scales(req: BuildRequest, fp32: onnx.ModelProto, images: list[Path], path: 
     return scales, False
 
 
-def _groups(req: BuildRequest, backend: str) -> list[tuple[str, ...]]:
-    """Targets per engine (checked before any calibration work)."""
-    targets = _targets(req, backend)
-    return rtx_groups(targets, req.precision) if backend == "tensorrt-rtx" else [targets]
-
-
-def _plans(req: BuildRequest, groups: list[tuple[str, ...]], backend: str, out: Path, fp32: onnx.ModelProto | None,
-           qdq: onnx.ModelProto | None) -> list[_Plan]:
-    plans = []
-    for group, path in zip(groups, engine_paths(out, groups)):
-        if req.precision != "int8":
-            plans.append(_Plan(group, req.precision, fp32, path))
-        elif backend == "tensorrt-rtx" and set(group) <= RTX_NO_INT8:
-            if fp32 is None:
-                raise QyoloError(
-                    f"TensorRT-RTX has no INT8 kernels for {', '.join(group)} (Turing); pass the FP32 model to get an FP16 engine "
-                    "for it, or build INT8 with --backend tensorrt on that GPU"
-                )
-            note = f"TensorRT-RTX has no INT8 kernels for {', '.join(group)} (Turing): built FP16 instead; use --backend tensorrt there for INT8"
-            plans.append(_Plan(group, "fp16", fp32, path, [note]))
-        else:
-            plans.append(_Plan(group, "int8", qdq, path))
-    return plans
-
-
-def engine_paths(out: Path, groups: list[tuple[str, ...]]) -> list[Path]:
-    """``out`` for one engine; ``NAME.<targets>.engine`` beside it for several."""
-    return [out] if len(groups) == 1 else [out.with_name(f"{_stem(out)}.{'-'.join(g)}.engine") for g in groups]
-
-
 def _artifact_paths(req: BuildRequest, out: Path) -> dict[str, Path]:
     return {"scales": out.with_name(f"{_stem(out)}.{req.method}.scales.json"), "qdq_onnx": out.with_name(f"{_stem(out)}.qdq.onnx")}
 
@@ -170,7 +123,7 @@ def _with_nms(model: onnx.ModelProto, info: DetectorInfo, nms: dict[str, float] 
     return add_efficient_nms(model, info, **nms)
 
 
-def _build_all(req: BuildRequest, backend: str, plans: list[_Plan], info: DetectorInfo, src: Path, tmp: Path) -> list[BuildResult]:
+def _build_all(req: BuildRequest, backend: str, plans: list[EnginePlan], info: DetectorInfo, src: Path, tmp: Path) -> list[BuildResult]:
     results = []
     for i, plan in enumerate(progress(plans, total=len(plans), desc=f"{backend} build", unit="engine")):
         onnx_path = tmp / f"build{i}.onnx"
@@ -182,7 +135,7 @@ def _build_all(req: BuildRequest, backend: str, plans: list[_Plan], info: Detect
     return results
 
 
-def _check_triton(req: BuildRequest, sidecars: list[dict[str, Any]], plans: list[_Plan]) -> None:
+def _check_triton(req: BuildRequest, sidecars: list[dict[str, Any]], plans: list[EnginePlan]) -> None:
     if req.triton_repo is None:
         return
     from .deploy.triton import triton_config
@@ -206,14 +159,15 @@ def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quant
 
 def _quantize(req: BuildRequest, fp32: onnx.ModelProto, images: list[Path], out: Path) -> tuple[onnx.ModelProto, dict[str, tuple[Path, bytes]], bool]:
     """Calibrate (or reuse the scales) and rewrite to Q/DQ; returns the QDQ model and the artifacts to write."""
-    from .qdq.bias_correction import BIAS_IMAGES
-    from .recipe import Recipe, apply
+    from .defaults import BIAS_IMAGES
+    from .qdq.config import QuantizeConfig
+    from .qdq.pipeline import run
 
     paths = _artifact_paths(req, out)
     scales, reused = _scales(req, fp32, images, paths["scales"])
-    recipe = Recipe(mode=req.mode, bias_correction=req.bias_correction, bias_images=images,
-                    bias_num_images=min(len(images), BIAS_IMAGES), float_dtype=req.float_dtype)
-    qdq = apply(fp32, scales, recipe).model
+    config = QuantizeConfig(mode=req.mode, bias_correction=req.bias_correction, bias_images=images,
+                            bias_num_images=min(len(images), BIAS_IMAGES), float_dtype=req.float_dtype)
+    qdq = run(fp32, scales, config).model
     scales_bytes = json_text(scales.to_dict()).encode()
     artifacts = {"scales": (paths["scales"], scales_bytes), "qdq_onnx": (paths["qdq_onnx"], qdq.SerializeToString())}
     return qdq, artifacts, reused
@@ -226,9 +180,9 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
     backend = resolve_backend(req.backend)
     quantized = has_qdq(model)
     _check(req, src, info, backend, quantized)
-    groups = _groups(req, backend)
+    groups = target_groups(req.gpus, backend, req.precision)
     out = Path(req.output) if req.output else DEFAULT_ENGINES / f"{_stem(src)}.engine"
-    engines = engine_paths(out, groups)
+    engines = engine_paths(out, groups, _stem(out))
     artifacts_out = list(_artifact_paths(req, out).values()) if req.precision == "int8" and not quantized else []
     refuse_overwrite([*engines, *map(sidecar_path, engines), *artifacts_out], [src, req.timing_cache])
     fp32, qdq, artifacts, reused, quality = (None, model, {}, False, None) if quantized else (model, None, {}, False, None)
@@ -236,7 +190,7 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
         calib, held_out = split_calib(req)
         qdq, artifacts, reused = _quantize(req, model, calib, out)
         quality = _quality(qdq, model, held_out)
-    plans = _plans(req, groups, backend, out, fp32, qdq)
+    plans = plan_engines(groups, engines, backend, req.precision, fp32, qdq)
     with tempfile.TemporaryDirectory(prefix="qyolo-build-") as tmp:
         results = _build_all(req, backend, plans, info, src, Path(tmp))
     calibrated = "scales" in artifacts
@@ -259,20 +213,10 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
         "artifacts": {k: str(p) for k, (p, _) in artifacts.items()},
         "scales_reused": reused,
         "triton": triton,
-        "targets_note": targets_note(req, backend, groups),
+        "targets_note": targets_note(req.gpus, backend, groups),
         "quality": quality,
         "written": [str(p) for p in _written(artifacts, plans)] + triton,
     }
-
-
-def targets_note(req: BuildRequest, backend: str, groups: list[tuple[str, ...]]) -> str:
-    """One line on which engines this build makes and why."""
-    if req.gpus:
-        return f"targets: {', '.join(t for g in groups for t in g)} (--gpu)"
-    if backend != "tensorrt-rtx":
-        return f"targets: the local GPU ({groups[0][0]})"
-    return ("targets: the default set, RTX 4090 (sm89) and T4 (sm75); TensorRT-RTX has no INT8 kernels for Turing, so with "
-            "INT8 the T4 gets its own FP16 engine (pass --gpu rtx4090 for one engine named as -o says)")
 
 
 def _quality(qdq: onnx.ModelProto, fp32: onnx.ModelProto, images: list[Path]) -> dict[str, Any] | None:
@@ -284,11 +228,11 @@ def _quality(qdq: onnx.ModelProto, fp32: onnx.ModelProto, images: list[Path]) ->
     return quality(qdq, fp32, images)
 
 
-def _written(artifacts: dict[str, tuple[Path, bytes]], plans: list[_Plan]) -> list[Path]:
+def _written(artifacts: dict[str, tuple[Path, bytes]], plans: list[EnginePlan]) -> list[Path]:
     return [p for p, _ in artifacts.values()] + [q for p in plans for q in (p.engine_path, sidecar_path(p.engine_path))]
 
 
-def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResult], sidecars: list[dict[str, Any]], plans: list[_Plan]) -> None:
+def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResult], sidecars: list[dict[str, Any]], plans: list[EnginePlan]) -> None:
     """Write every artifact to a temp file first; rename them all only when all are written."""
     files = [*artifacts.values()]
     for r, s, p in zip(results, sidecars, plans):
@@ -296,13 +240,13 @@ def _write_all(artifacts: dict[str, tuple[Path, bytes]], results: list[BuildResu
     write_all(files)
 
 
-def _triton(req: BuildRequest, plan: _Plan, sidecar: dict[str, Any]) -> Path:
+def _triton(req: BuildRequest, plan: EnginePlan, sidecar: dict[str, Any]) -> Path:
     from .deploy.triton import write_triton_repo
 
     return write_triton_repo(plan.engine_path, sidecar, req.triton_repo, req.model_name)
 
 
-def _engine_summary(plan: _Plan, sidecar: dict[str, Any]) -> dict[str, Any]:
+def _engine_summary(plan: EnginePlan, sidecar: dict[str, Any]) -> dict[str, Any]:
     rep = sidecar["report"]
     return {
         "engine": str(plan.engine_path),

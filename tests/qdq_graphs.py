@@ -102,3 +102,31 @@ def fixed_scales(model: onnx.ModelProto, amax: float = 4.0) -> ScalesFile:
     lo = -0.2785
     rng = TensorRange(scale=amax / 127, clip=amax, min=lo, max=amax, lower=lo, upper=amax, shift=(lo + amax) / 2, shift_scale=(amax - lo) / 254)
     return ScalesFile(model_hash(model), "fixed", 0, dict.fromkeys(names, rng))
+
+
+SIZE = 32  # anchor-free head with strides 8/16/32: 16 + 4 + 1 = 21 anchors
+ANCHORS = 21
+
+
+def fragile_detector() -> onnx.ModelProto:
+    """stem 3x3 -> cv1 -> cv2 -> cv3 -> head 1x1 -> [1, 6, 21]. cv1's channel 0 is a huge outlier (x200, bias
+    +500) that cv2 reads with tiny weights: quantizing cv2's input per tensor wipes out its other 7 channels."""
+    b = GraphBuilder(size=SIZE)
+    x = b.conv("stem", "images", 3, 8, k=3)
+    for name in ("cv1", "cv2", "cv3"):
+        x = b.conv(name, x, 8, 8, k=1)
+    h = b.conv("head", x, 8, 6, k=1, silu=False)
+    flat = b.op("Reshape", "flatten", [h, b.const("flatten.shape", np.array([1, 6, SIZE * SIZE], np.int64))])
+    idx = [b.const(f"slice.{k}", np.array([v], np.int64)) for k, v in (("start", 0), ("end", ANCHORS), ("axis", 2))]
+    out = b.op("Slice", "anchors", [flat, *idx])
+    model = b.model(out)
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [1, 6, ANCHORS]))
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def scale(name: str, fn) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(inits[name]).copy()), name))
+
+    scale("cv1.weight", lambda w: (w.__setitem__(0, w[0] * 200), w)[1])
+    scale("cv1.bias", lambda v: (v.__setitem__(0, 500.0), v)[1])
+    scale("cv2.weight", lambda w: (w.__setitem__((slice(None), 0), w[:, 0] * 1e-3), w)[1])
+    return model

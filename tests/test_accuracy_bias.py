@@ -12,7 +12,7 @@ from qdq_graphs import observed_scales, tensor_values, tiny_detector
 
 from qyolo_trt.defaults import default_calib
 from qyolo_trt.qdq import quantize
-from qyolo_trt.qdq.bias_correction import _float_input, bias_correct
+from qyolo_trt.qdq.passes.bias_correction import _float_input, bias_correct
 
 FEEDS = [{"images": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)} for i in range(3)]
 

@@ -44,12 +44,11 @@ class FakeRunner(Runner):
         super().__init__(artifact, **options)
         self.clock, self.latency, self.log, self.shapes = clock, latency, log, []
 
-    def activate(self) -> None:
+    def _activate_impl(self) -> None:
         self.log.append(f"activate {self.artifact.name}")
 
-    def deactivate(self) -> None:
+    def _deactivate_impl(self) -> None:
         self.log.append(f"deactivate {self.artifact.name}")
-        super().deactivate()
 
     @property
     def input_name(self) -> str:
@@ -59,11 +58,26 @@ class FakeRunner(Runner):
     def output_names(self) -> list[str]:
         return ["out"]
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.clock.now += self.latency
         self.log.append(self.artifact.name)
         self.shapes.append(feeds["images"].shape)
         return {"out": np.zeros(1)}
+
+
+def test_runner_checks_its_state_and_inputs() -> None:
+    log: list[str] = []
+    runner = FakeRunner(Path("a.onnx"), FakeClock(), 0.0, log)
+    with pytest.raises(QyoloError, match="not active"):
+        runner.infer({"images": np.zeros(1)})
+    with runner:
+        with pytest.raises(QyoloError, match="already active"):
+            runner.activate()
+        with pytest.raises(QyoloError, match="missing input 'images'"):
+            runner.infer({"x": np.zeros(1)})
+        runner.infer({"images": np.zeros(1)})
+    runner.deactivate()  # a second release is a no-op
+    assert log == ["activate a.onnx", "a.onnx", "deactivate a.onnx"]
 
 
 def test_schedule_is_round_robin_with_rotating_start() -> None:

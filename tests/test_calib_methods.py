@@ -162,3 +162,11 @@ def test_degenerate_tensors_get_a_finite_scale_and_a_warning(method: str, values
     assert r.warning is not None and r.warning.startswith("t0:") and words in r.warning
     if "constant" in words:
         assert r.clip == 2.5  # the constant is representable exactly
+
+
+def test_method_registry_matches_the_named_choices():
+    """The CLI offers ``qyolo_trt.defaults.METHODS`` without importing the calibrators: the two lists must agree."""
+    from qyolo_trt import defaults
+    from qyolo_trt.calib import METHODS as REGISTRY
+
+    assert tuple(REGISTRY) == defaults.METHODS

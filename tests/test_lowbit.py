@@ -11,10 +11,11 @@ from onnx import numpy_helper
 from qdq_graphs import observed_scales, tensor_values, tiny_detector
 
 from conftest import assert_clean_error, run_cli
-from qyolo_trt.analysis import lower_bits, quantize_bits
 from qyolo_trt.calib import Histogram, MethodOptions, compute_range
 from qyolo_trt.errors import QyoloError
-from qyolo_trt.qdq import quantize
+from qyolo_trt.qdq import QuantizeConfig, quantize
+from qyolo_trt.qdq.passes.lowbit import lower_bits
+from qyolo_trt.qdq.pipeline import run
 
 FEEDS = {"images": np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32)}
 
@@ -51,7 +52,7 @@ def _weight_fakequant(w: np.ndarray, bits: int) -> np.ndarray:
 
 @pytest.mark.parametrize("bits", [4, 6])
 def test_weights_and_activations_on_the_grid(model, bits):
-    low = quantize_bits(model, scales_for(model, bits), bits)
+    low = run(model, scales_for(model, bits), QuantizeConfig(bits=bits)).model
     onnx.checker.check_model(low)
     qmax = 2 ** (bits - 1) - 1
     opset = next(o.version for o in low.opset_import if o.domain in ("", "ai.onnx"))
@@ -69,7 +70,7 @@ def test_weights_and_activations_on_the_grid(model, bits):
 
 
 def test_asymmetric_grid(model):
-    low = quantize_bits(model, scales_for(model, 4), 4, mode="asymmetric")
+    low = run(model, scales_for(model, 4), QuantizeConfig(bits=4, mode="asymmetric")).model
     values = tensor_values(low, FEEDS)
     inits = {t.name: numpy_helper.to_array(t) for t in low.graph.initializer}
     s, zp = float(inits["cv2_act_qscale"]), int(inits["cv2_act_qzero"])
@@ -86,9 +87,11 @@ def test_eight_bits_is_unchanged(model):
 
 def test_scales_must_match_the_width(model):
     with pytest.raises(QyoloError, match="calibrated for 8 bits, not 4"):
-        quantize_bits(model, observed_scales(model, FEEDS), 4)
+        run(model, observed_scales(model, FEEDS), QuantizeConfig(bits=4))
+    with pytest.raises(QyoloError, match="calibrated for 4 bits, not 8"):
+        run(model, scales_for(model, 4), QuantizeConfig())
     with pytest.raises(QyoloError, match="symmetric and asymmetric"):
-        quantize_bits(model, scales_for(model, 4), 4, mode="shifted")
+        QuantizeConfig(bits=4, mode="shifted")
 
 
 def test_compare_cli_rejects_bad_bits(coco_dir):

@@ -60,7 +60,7 @@ def test_normalize_is_a_no_op_on_normal_graphs():
 def test_bias_correction_edits_each_merged_bias_on_its_own():
     """After normalisation two convs that shared one merged bias are corrected independently."""
     from qyolo_trt.qdq import quantize as rewrite
-    from qyolo_trt.qdq.bias_correction import bias_correct
+    from qyolo_trt.qdq.passes.bias_correction import bias_correct
 
     fp32 = normalize(_merged_biases(tiny_detector()))
     rng = np.random.default_rng(2)

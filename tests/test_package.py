@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import venv
@@ -30,6 +31,10 @@ def wheel_env(tmp_path_factory) -> tuple[Path, Path]:
     (whl,) = dist.glob("qyolo_trt-*.whl")
     venv.create(root / "venv", system_site_packages=True, with_pip=False)
     python = root / "venv" / "bin" / "python"
+    # the running interpreter's site-packages too (it may itself be a venv): plain path lines, so its .pth files
+    # (an editable install of this checkout among them) are not processed
+    (purelib,) = {Path(p) for p in (python.parent.parent / "lib").glob("python*/site-packages")}
+    (purelib / "_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", whl],
                    check=True, capture_output=True, timeout=300)
     work = root / "elsewhere"

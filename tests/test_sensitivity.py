@@ -8,47 +8,19 @@ import numpy as np
 import onnx
 import pytest
 from conftest import assert_clean_error, run_cli
-from onnx import helper, numpy_helper
-from qdq_graphs import GraphBuilder, observed_scales, tiny_detector
+from qdq_graphs import fragile_detector, observed_scales, tiny_detector
 
-from qyolo_trt.analysis import auto_fallback, layer_sensitivity, quantized_units
-from qyolo_trt.analysis.fallback import smallest_reaching
+from qyolo_trt.analysis import layer_sensitivity, load_feeds, quantized_units
 from qyolo_trt.defaults import default_calib
-from qyolo_trt.qdq import REPORT_KEY, quantize
+from qyolo_trt.qdq import REPORT_KEY, QuantizeConfig, quantize
+from qyolo_trt.qdq.passes.fallback import smallest_reaching
+from qyolo_trt.qdq.pipeline import run
 
-SIZE = 32  # anchor-free head with strides 8/16/32: 16 + 4 + 1 = 21 anchors
-ANCHORS = 21
-
-
-def fragile_detector() -> onnx.ModelProto:
-    """stem 3x3 -> cv1 -> cv2 -> cv3 -> head 1x1 -> [1, 6, 21]. cv1's channel 0 is a huge outlier (x200, bias
-    +500) that cv2 reads with tiny weights: quantizing cv2's input per tensor wipes out its other 7 channels."""
-    b = GraphBuilder(size=SIZE)
-    x = b.conv("stem", "images", 3, 8, k=3)
-    for name in ("cv1", "cv2", "cv3"):
-        x = b.conv(name, x, 8, 8, k=1)
-    h = b.conv("head", x, 8, 6, k=1, silu=False)
-    flat = b.op("Reshape", "flatten", [h, b.const("flatten.shape", np.array([1, 6, SIZE * SIZE], np.int64))])
-    idx = [b.const(f"slice.{k}", np.array([v], np.int64)) for k, v in (("start", 0), ("end", ANCHORS), ("axis", 2))]
-    out = b.op("Slice", "anchors", [flat, *idx])
-    model = b.model(out)
-    model.graph.output[0].CopyFrom(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [1, 6, ANCHORS]))
-    inits = {t.name: t for t in model.graph.initializer}
-
-    def scale(name: str, fn) -> None:
-        inits[name].CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(inits[name]).copy()), name))
-
-    scale("cv1.weight", lambda w: (w.__setitem__(0, w[0] * 200), w)[1])
-    scale("cv1.bias", lambda v: (v.__setitem__(0, 500.0), v)[1])
-    scale("cv2.weight", lambda w: (w.__setitem__((slice(None), 0), w[:, 0] * 1e-3), w)[1])
-    return model
-
-
+FALLBACK_IMAGES = 3
 @pytest.fixture(scope="module")
 def fragile():
     model = fragile_detector()
-    rng = np.random.default_rng(1)
-    feeds = [{"images": rng.random((1, 3, SIZE, SIZE), dtype=np.float32)} for _ in range(3)]
+    feeds = load_feeds(model, default_calib(), FALLBACK_IMAGES)
     return model, observed_scales(model, feeds[0]), feeds
 
 
@@ -56,6 +28,18 @@ def fragile():
 def ranking(fragile):
     model, scales, feeds = fragile
     return layer_sensitivity(model, scales, feeds)
+
+
+def fallback_config(**fallback) -> QuantizeConfig:
+    """The sensitivity rewrite (symmetric) with a float fallback measured on the ranking's images."""
+    return QuantizeConfig(mode="symmetric", fallback_images=default_calib(), fallback_num_images=FALLBACK_IMAGES, **fallback)
+
+
+def test_fallback_ranks_when_not_given_a_ranking(fragile, ranking):
+    model, scales, _ = fragile
+    fresh = run(model, scales, fallback_config(fallback_k=1))
+    reused = run(model, scales, fallback_config(fallback_k=1), ranking=ranking)
+    assert fresh.model.SerializeToString() == reused.model.SerializeToString()
 
 
 def test_fragile_layer_ranks_first(ranking):
@@ -88,8 +72,8 @@ def test_concat_pool_resize_groups_are_one_unit():
 
 
 def test_auto_fallback_keeps_the_fragile_layer_float(fragile, ranking):
-    model, scales, feeds = fragile
-    result = auto_fallback(model, scales, feeds, k=1, ranking=ranking)
+    model, scales, _ = fragile
+    result = run(model, scales, fallback_config(fallback_k=1), ranking=ranking)
     fb = result.report["fallback"]
     assert fb["k"] == 1 and fb["layers"][0]["nodes"] == ["cv2/Conv"] and fb["policy"] == "top-k"
     reasons = {e["node"]: e["reason"] for e in result.report["float_nodes"]}
@@ -103,9 +87,9 @@ def test_auto_fallback_keeps_the_fragile_layer_float(fragile, ranking):
 
 
 def test_fallback_budget_picks_the_fewest_layers(fragile, ranking):
-    model, scales, feeds = fragile
-    one = auto_fallback(model, scales, feeds, k=1, ranking=ranking).report["fallback"]["sqnr_db"]
-    result = auto_fallback(model, scales, feeds, budget_db=one - 0.01, ranking=ranking)
+    model, scales, _ = fragile
+    one = run(model, scales, fallback_config(fallback_k=1), ranking=ranking).report["fallback"]["sqnr_db"]
+    result = run(model, scales, fallback_config(fallback_db=one - 0.01), ranking=ranking)
     fb = result.report["fallback"]
     assert fb["policy"] == "sqnr-budget" and fb["k"] == 1 and fb["sqnr_db"] == pytest.approx(one)
     assert [t["k"] for t in fb["trials"]] == [0, 1]

@@ -26,11 +26,6 @@ class Damage:
         return self.rel_mse if metric == "mse" else self.cosine
 
 
-def finite(v: float) -> float | str:
-    """JSON has no inf / nan: non-finite numbers become strings ("inf": identical outputs)."""
-    return v if math.isfinite(v) else str(v)
-
-
 def run_outputs(model: onnx.ModelProto, feeds: Sequence[Feeds], outputs: Sequence[str]) -> list[list[np.ndarray]]:
     """``outputs`` (intermediate tensors allowed) of ``model`` on every feed, one ORT session."""
     session = make_session(expose_outputs(model, outputs).SerializeToString())

@@ -1,18 +1,21 @@
-"""Extra `compare` rows: low-bit (W{b}A{b}) simulations and automatic float fallback, as ``eval.compare.Variant``s."""
+"""Extra `compare` rows: low-bit (W{b}A{b}) simulations and automatic float fallback, as ``eval.compare.Variant``s.
+Each row is one ``qdq.pipeline.run`` with its config; the fallback rows share one sensitivity ranking."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
 from ..calib import calibrate
 from ..data.feeds import load_feeds
+from ..defaults import SENSITIVITY_IMAGES, SENSITIVITY_METRICS
 from ..eval.compare import TARGETS, Variant, plan
-from .fallback import auto_fallback
-from .lowbit import quantize_bits
+from ..qdq.config import QuantizeConfig
+from ..qdq.pipeline import run
 from .sensitivity import layer_sensitivity
 
 VariantsFn = Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]]
@@ -29,26 +32,26 @@ def lowbit_rows(methods: Sequence[str], modes: Sequence[str], bits: Sequence[int
             scales = calibrate(model, list(calib), methods=list(dict.fromkeys(m for m, _ in pairs)), bits=b, progress_desc=f"calibrate {b}-bit")
             seconds = time.perf_counter() - t0
             for method, mode in pairs:
-                q = quantize_bits(model, scales[method], b, mode=mode)
+                q = run(model, scales[method], QuantizeConfig(mode=mode, bits=b)).model
                 out.append(Variant(f"{method}/{mode} W{b}A{b}", q, TARGETS[mode], seconds, {"method": method, "mode": mode, "bits": b}))
         return out
 
     return rows
 
 
-def fallback_rows(method: str, ks: Sequence[int], num_images: int = 8, metric: str = "mse") -> VariantsFn:
+def fallback_rows(method: str, ks: Sequence[int], num_images: int = SENSITIVITY_IMAGES, metric: str = SENSITIVITY_METRICS[0]) -> VariantsFn:
     """``method``/symmetric rows with the k most sensitive units float, for each k in ``ks``; the sensitivity is
     measured once on the first ``num_images`` calibration images (never on the evaluation images)."""
 
     def rows(model: onnx.ModelProto, calib: Sequence[Path]) -> list[Variant]:
         t0 = time.perf_counter()
         scales = calibrate(model, list(calib), methods=(method,), progress_desc="calibrate")[method]
-        feeds = load_feeds(model, list(calib), num_images)
-        ranking = layer_sensitivity(model, scales, feeds, metric=metric)
+        config = QuantizeConfig(mode="symmetric", fallback_images=list(calib), fallback_num_images=num_images)
+        ranking = layer_sensitivity(model, scales, load_feeds(model, list(calib), num_images), config, metric=metric)
         seconds = time.perf_counter() - t0
         out = []
         for k in ks:
-            q = auto_fallback(model, scales, feeds, k=k, metric=metric, ranking=ranking)
+            q = run(model, scales, replace(config, fallback_k=k), ranking=ranking)
             fb = q.report["fallback"]
             info = {"method": method, "mode": "symmetric", "fallback_k": fb["k"], "fallback_units": [u["unit"] for u in fb["layers"]],
                     "fallback_calib_sqnr_db": fb["sqnr_db"]}  # fmt: skip

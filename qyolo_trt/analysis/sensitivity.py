@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +19,16 @@ import onnx
 
 from ..calib.scales import ScalesFile
 from ..data.feeds import count_images
+from ..defaults import SENSITIVITY_METRICS, BASE_MODE
 from ..errors import QyoloError
 from ..eval.evaluate import head_outputs
 from ..progress import progress
 from ..qdq import quantize
-from .probe import Damage, Feeds, OutputProbe, finite
+from ..qdq.config import QuantizeConfig
+from ..qdq.scale_groups import ScaleGroups
+from ..fileio import finite
+from .probe import Damage, Feeds, OutputProbe
 
-METRICS = ("mse", "cosine")
 GROUP_OPS = frozenset({"Concat", "MaxPool", "Resize"})  # inputs and output share one scale
 
 
@@ -96,20 +99,14 @@ def quantized_units(qdq: onnx.ModelProto) -> list[Unit]:
             t = dq_source[t]
         return t
 
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
+    units = ScaleGroups()
     for n in nodes:
         if n.op_type in GROUP_OPS:
             for t in [*n.input[:1 if n.op_type == "Resize" else None], n.output[0]]:
-                parent[find(source(t))] = find(f"node:{n.name}")
+                units.join(source(t), f"node:{n.name}")
     groups: dict[str, list[onnx.NodeProto]] = {}
     for n in nodes:
-        groups.setdefault(find(f"node:{n.name}") if n.op_type in GROUP_OPS else f"node:{n.name}", []).append(n)
+        groups.setdefault(units.find(f"node:{n.name}") if n.op_type in GROUP_OPS else f"node:{n.name}", []).append(n)
     return [Unit(tuple(n.name for n in ns), tuple(n.op_type for n in ns)) for ns in groups.values()]
 
 
@@ -117,32 +114,27 @@ def layer_sensitivity(
     model: onnx.ModelProto,
     scales: ScalesFile,
     feeds: Sequence[Feeds],
+    config: QuantizeConfig | None = None,
     *,
     outputs: Sequence[str] | None = None,
-    metric: str = "mse",
-    mode: str = "symmetric",
-    keep_float: Iterable[str] = ("head",),
-    exclude: Iterable[str] = (),
-    allow_missing: bool = False,
-    check_hash: bool = True,
+    metric: str = SENSITIVITY_METRICS[0],
     desc: str = "sensitivity",
 ) -> SensitivityResult:
-    """Rank the units of ``quantize(model, scales, ...)`` by the damage each does alone to ``outputs``
-    (default: the head convs' raw outputs, else the graph outputs) on ``feeds``."""
-    if metric not in METRICS:
-        raise QyoloError(f"unknown sensitivity metric {metric!r}; choose from {', '.join(METRICS)}")
+    """Rank the units of ``quantize(model, scales, config)`` (default: the ``BASE_MODE`` rewrite, symmetric) by the damage
+    each does alone to ``outputs`` (default: the head convs' raw outputs, else the graph outputs) on ``feeds``."""
+    if metric not in SENSITIVITY_METRICS:
+        raise QyoloError(f"unknown sensitivity metric {metric!r}; choose from {', '.join(SENSITIVITY_METRICS)}")
     if not feeds:
         raise QyoloError("no images to measure sensitivity on")
     start = time.perf_counter()
-    options = {"mode": mode, "keep_float": tuple(keep_float), "allow_missing": allow_missing}
-    exclude = tuple(exclude)
-    full = quantize(model, scales, exclude=exclude, check_hash=check_hash, **options)
+    config = config or QuantizeConfig(mode=BASE_MODE)
+    full = quantize(model, scales, config)
     units = quantized_units(full.model)
     probe = OutputProbe(model, feeds, list(outputs) if outputs else head_outputs(model))
     result = SensitivityResult(metric, probe.outputs, count_images(feeds), probe.damage(full.model))
     patterns = [u.pattern() for u in units]
     for i, unit in enumerate(progress(units, total=len(units), desc=desc, unit="layer")):
-        single = quantize(model, scales, exclude=exclude + tuple(patterns[:i] + patterns[i + 1 :]), check_hash=False, **options)
+        single = quantize(model, scales, config, exclude=config.exclude + tuple(patterns[:i] + patterns[i + 1 :]), check_hash=False)
         damage = probe.damage(single.model)
         result.scores.append(LayerScore(unit, damage.score(metric), damage))
     result.scores.sort(key=lambda s: -s.score)

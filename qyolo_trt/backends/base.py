@@ -1,4 +1,6 @@
-"""The small interface every runtime backend implements (after Polygraphy's runners)."""
+"""The small interface every runtime backend implements (after Polygraphy's runners): public ``activate`` / ``infer`` /
+``deactivate`` check the runner's state and inputs, then call the backend's ``_activate_impl`` / ``_infer_impl`` /
+``_deactivate_impl``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..errors import QyoloError
 
 
 class Runner(ABC):
@@ -23,22 +27,45 @@ class Runner(ABC):
         self.options = options
         self.active = False
 
-    @abstractmethod
     def activate(self) -> None:
         """Load the artifact (sessions, engines, device buffers)."""
+        if self.active:
+            raise QyoloError(f"{self.name} runner for {self.artifact} is already active")
+        self._activate_impl()
+        self.active = True
 
-    def deactivate(self) -> None:
-        """Release what ``activate`` acquired."""
-        self.active = False
-
-    @abstractmethod
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference; returns every graph output by name."""
+        if not self.active:
+            raise QyoloError(f"{self.name} runner for {self.artifact} is not active (use it in a `with` block)")
+        if missing := [n for n in self.input_names if n not in feeds]:
+            raise QyoloError(f"missing input {', '.join(map(repr, missing))} ({self.artifact} inputs: {', '.join(self.input_names)})")
+        return self._infer_impl(feeds)
+
+    def deactivate(self) -> None:
+        """Release what ``activate`` acquired (nothing to do when not active)."""
+        if self.active:
+            self._deactivate_impl()
+            self.active = False
+
+    @abstractmethod
+    def _activate_impl(self) -> None: ...
+
+    @abstractmethod
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _deactivate_impl(self) -> None:  # noqa: B027 - a backend with nothing to release needs no override
+        """Release the backend's resources."""
 
     @property
     @abstractmethod
     def input_name(self) -> str:
         """Name of the (single) image input."""
+
+    @property
+    def input_names(self) -> list[str]:
+        """Every input ``infer`` needs."""
+        return [self.input_name]
 
     @property
     @abstractmethod
@@ -51,7 +78,6 @@ class Runner(ABC):
 
     def __enter__(self) -> "Runner":
         self.activate()
-        self.active = True
         return self
 
     def __exit__(self, *exc: object) -> None:

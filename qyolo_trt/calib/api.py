@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 
 from ..data import list_images
+from ..defaults import DEFAULT_PERCENTILE
 from ..errors import QyoloError
 from ..model import check_finite_weights, inspect_detector, load_onnx, model_hash
 from ..normalize import normalize
@@ -47,7 +48,7 @@ def calibrate(
     num_images: int | None = None,
     batch: int = 1,
     bins: int = 2048,
-    percentile: float = 99.99,
+    percentile: float = DEFAULT_PERCENTILE,
     progress_desc: str = "calibrate",
     bits: int = 8,
     sample_stride: int = DEFAULT_SAMPLE_STRIDE,

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..defaults import INT8_MAX
 from ..errors import QyoloError
 from ..fileio import read_json, write_json_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
-QMAX = 127
+QMAX = INT8_MAX
 
 
 @dataclass

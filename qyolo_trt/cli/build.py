@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from ..defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, DEFAULT_METHOD, DEFAULT_MODE, DEFAULT_PRECISION, ENGINE_PRECISIONS,
+                        FLOAT_DTYPES, METHODS, TENSORRT_MODES)
 from .common import FiniteFloatRange, emit, json_option
 
 
@@ -36,14 +38,14 @@ def _text(result: dict[str, Any]) -> str:
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--calib", help="Calibration images (folder, list, YOLO set, COCO json). Default: the embedded calib_data/.")
 @click.option("--num-images", type=click.IntRange(min=1), help="Use at most N calibration images.")
-@click.option("--method", default="uh", show_default=True, help="Calibration method (uh, minmax, percentile, entropy, mse).")
-@click.option("--mode", type=click.Choice(["symmetric", "shifted"]), default="shifted", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="Calibration method.")
+@click.option("--mode", type=click.Choice(TENSORRT_MODES), default=DEFAULT_MODE, show_default=True,
               help="Q/DQ form: shifted-symmetric UH where it folds exactly (1x1 consumers), symmetric elsewhere; or symmetric everywhere.")
-@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+@click.option("--bias-correction/--no-bias-correction", default=BUILD_BIAS_CORRECTION, show_default=True,
               help="Fold each quantized conv's mean output error on the calibration images into its float bias.")
-@click.option("--float-dtype", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+@click.option("--float-dtype", type=click.Choice(FLOAT_DTYPES), default=BUILD_FLOAT_DTYPE, show_default=True,
               help="INT8 engines: what is not INT8 (float convs, head, decode) in fp16 (the QDQ model is converted), or fp32.")
-@click.option("--precision", type=click.Choice(["int8", "fp16", "fp32"]), default="int8", show_default=True)
+@click.option("--precision", type=click.Choice(ENGINE_PRECISIONS), default=DEFAULT_PRECISION, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True,
               help="auto: TensorRT when it and a GPU are present, else TensorRT-RTX (ahead of time, no GPU).")
 @click.option("--gpu", "gpus", multiple=True, help="Target GPU(s): rtx4090, t4, a100, sm89, ... (repeat or comma list). "

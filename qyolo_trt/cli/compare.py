@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..defaults import BITS_RANGE, METHODS, MODES
 from ..errors import QyoloError
 from ..fileio import write_json_atomic
 from .common import emit, format_table, json_option, log, post_options, split_csv
@@ -16,8 +17,8 @@ from .common import emit, format_table, json_option, log, post_options, split_cs
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--calib", type=click.Path(path_type=Path), default=None, help="Calibration images (default: the embedded calib_data/).")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Evaluation set: COCO instances json or YOLO set (images/ + labels/).")
-@click.option("--methods", default="uh,minmax,percentile,entropy,mse", show_default=True, help="Calibration methods, comma separated.")
-@click.option("--modes", default="symmetric,shifted,asymmetric", show_default=True, help="QDQ modes (shifted/asymmetric rows for UH only).")
+@click.option("--methods", default=",".join(METHODS), show_default=True, help="Calibration methods, comma separated.")
+@click.option("--modes", default=",".join(MODES), show_default=True, help="QDQ modes (shifted/asymmetric rows for UH only).")
 @click.option("--calib-split", type=click.IntRange(1), default=None,
               help="Calibrate on the first N images of --data and evaluate on the rest (instead of --calib).")
 @click.option("--num-calib", type=click.IntRange(1), default=None, help="Use the first N calibration images.")
@@ -78,8 +79,8 @@ def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks
         bits, ks = [int(b) for b in split_csv(low_bits)], [int(k) for k in split_csv(fallback_ks)]
     except ValueError:
         raise QyoloError("--bits and --auto-fallback take comma-separated integers") from None
-    if bad := [b for b in bits if not 2 <= b <= 8] + [k for k in ks if k < 0]:
-        raise QyoloError(f"--bits must be in 2..8 and --auto-fallback >= 0 (got {bad})")
+    if bad := [b for b in bits if not BITS_RANGE[0] <= b <= BITS_RANGE[1]] + [k for k in ks if k < 0]:
+        raise QyoloError(f"--bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]} and --auto-fallback >= 0 (got {bad})")
     if not bits and not ks:
         return None
     from ..analysis.rows import chained, fallback_rows, lowbit_rows

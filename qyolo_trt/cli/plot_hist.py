@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..defaults import default_calib, default_model
+from ..defaults import BITS_RANGE, DEFAULT_BITS, METHODS, default_calib, default_model
 from .common import emit, format_table, json_option, log, split_csv
 
 
@@ -18,8 +18,8 @@ from .common import emit, format_table, json_option, log, split_csv
               help="Tensor name, or a node name for its data input (repeatable), e.g. /model.21/conv/Conv.")
 @click.option("--top", type=click.IntRange(1), default=None, help="Instead: the K tensors whose tail reaches furthest past UH's clip.")
 @click.option("--num-images", type=click.IntRange(1), default=32, show_default=True, help="Use the first N images.")
-@click.option("--methods", default="uh,minmax,percentile,entropy,mse", show_default=True, help="Calibrators whose clips are drawn.")
-@click.option("--bits", type=click.IntRange(2, 8), default=8, show_default=True, help="Grid the clips are searched for.")
+@click.option("--methods", default=",".join(METHODS), show_default=True, help="Calibrators whose clips are drawn.")
+@click.option("--bits", type=click.IntRange(*BITS_RANGE), default=DEFAULT_BITS, show_default=True, help="Grid the clips are searched for.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder for the PNGs.")
 @json_option
 def plot_hist_cmd(

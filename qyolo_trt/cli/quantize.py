@@ -8,14 +8,10 @@ from typing import Any
 
 import click
 
-from ..calib.scales import ScalesFile
-from ..defaults import default_model
+from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES, METHODS, MODES,
+                        SENSITIVITY_IMAGES, WEIGHT_CLIPS, default_model)
 from ..errors import QyoloError
 from ..fileio import refuse_overwrite, write_bytes_atomic
-from ..qdq import MODES
-from ..qdq.bias_correction import BIAS_IMAGES
-from ..qdq.weights import WEIGHT_CLIPS
-from ..recipe import Recipe
 from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 
 
@@ -24,12 +20,12 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--scales", "scales_path", type=click.Path(path_type=Path), help="Scales file from `qyolo-trt calibrate`.")
 @click.option("--calib-cache", type=click.Path(path_type=Path), help="TensorRT calibration cache (symmetric scales; no model hash).")
 @click.option("--images", help="Calibrate on these images first (folder, YOLO dataset, .txt list, COCO json).")
-@click.option("--method", default="uh", show_default=True, help="Calibration method with --images.")
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="Calibration method with --images.")
 @click.option("--num-images", type=click.IntRange(1), default=None, help="With --images: at most this many images.")
 @click.option("--mode", type=click.Choice(MODES),
               help="shifted (default; shifted-symmetric UH where it folds exactly, symmetric elsewhere) and symmetric: "
                    "TensorRT; asymmetric (zero points): ONNX Runtime / OpenVINO only. With --bits < 8: symmetric.")
-@click.option("--weight-clip", type=click.Choice(WEIGHT_CLIPS), default="minmax", show_default=True,
+@click.option("--weight-clip", type=click.Choice(WEIGHT_CLIPS), default=DEFAULT_WEIGHT_CLIP, show_default=True,
               help="Per-channel weight clip: minmax, or mse (lowest weight error; measured worse on yolov5n head SQNR).")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="Keep nodes whose name matches REGEX in float (repeatable).")
 @click.option("--keep-float", default="head", show_default=True, help="Comma list of first-conv,head, or none.")
@@ -39,15 +35,15 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--fallback-budget", "fallback_db", type=FiniteFloatRange(0, 200), default=None,
               help="Keep the fewest most-sensitive layers float that bring the head-output SQNR vs FP32 (dB, on --fallback-images) to this.")
 @click.option("--fallback-images", default=None, help="Images for the fallback ranking (default: --images, else the embedded calib_data/).")
-@click.option("--fallback-num-images", type=click.IntRange(1), default=8, show_default=True, help="Use the first N fallback images.")
-@click.option("--bits", type=click.IntRange(2, 8), default=8, show_default=True,
+@click.option("--fallback-num-images", type=click.IntRange(1), default=SENSITIVITY_IMAGES, show_default=True, help="Use the first N fallback images.")
+@click.option("--bits", type=click.IntRange(*BITS_RANGE), default=DEFAULT_BITS, show_default=True,
               help="Low-bit simulation (W{b}A{b}, fake-quantized for ONNX Runtime; int4 weights at 4): the scales must be calibrated for it.")
 @click.option("--bias-correction", is_flag=True,
               help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
 @click.option("--bias-num-images", type=click.IntRange(1), default=BIAS_IMAGES, show_default=True, help="Images for --bias-correction.")
-@click.option("--float-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+@click.option("--float-dtype", type=click.Choice(FLOAT_DTYPES), default=FLOAT_DTYPES[0], show_default=True,
               help="Non-INT8 parts (float convs, biases, head, decode, Q/DQ scales) in fp16: for GPU targets (TensorRT); fp32 for CPU.")
-@click.option("--io-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+@click.option("--io-dtype", type=click.Choice(FLOAT_DTYPES), default=FLOAT_DTYPES[0], show_default=True,
               help="Graph input/output dtype of an --float-dtype fp16 model (fp32: a Cast at each end).")
 @click.option("--skip-hash-check", is_flag=True, help="Use --scales made for another model (e.g. the same weights re-exported).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
@@ -61,14 +57,16 @@ def quantize_cmd(
     model = model or default_model()
     if sum(x is not None for x in (scales_path, calib_cache, images)) != 1:
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
-    recipe = Recipe(
-        mode=mode or ("shifted" if bits == 8 else "symmetric"), weight_clip=weight_clip, exclude=exclude,
+    from ..calib.scales import ScalesFile
+    from ..qdq.config import QuantizeConfig
+
+    config = QuantizeConfig(
+        mode=mode, weight_clip=weight_clip, exclude=exclude,
         keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None and not skip_hash_check,
         fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
         fallback_num_images=fallback_num_images, bias_correction=bias_correction,
         bias_num_images=bias_num_images, bits=bits, float_dtype=float_dtype, io_dtype=io_dtype,
     )  # fmt: skip
-    recipe.check()
     from ..api import quantize
 
     refuse_overwrite([output], [model, scales_path, calib_cache])
@@ -79,7 +77,7 @@ def quantize_cmd(
         scales, source = ScalesFile.from_trt_cache(calib_cache), str(calib_cache)
     else:
         scales, source = None, f"{method} on {images}"
-    result = quantize(model, scales, images=images, config=recipe, method=method, num_images=num_images)
+    result = quantize(model, scales, images=images, config=config, method=method, num_images=num_images)
     write_bytes_atomic(output, result.model.SerializeToString())
     log(f"quantize: wrote {output} in {time.perf_counter() - start:.2f} s")
     emit({"model": str(model), "scales": source, "output": str(output), "report": result.report}, as_json, _text)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..defaults import default_calib, default_model
+from ..defaults import MODES, SENSITIVITY_IMAGES, SENSITIVITY_METRICS, BASE_MODE, default_calib, default_model
 from .common import emit, format_table, json_option, keep_float_parts, log
 
 COLUMNS = ["rank", "unit", "ops", "score", "SQNR dB"]
@@ -17,10 +17,10 @@ COLUMNS = ["rank", "unit", "ops", "score", "SQNR dB"]
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--scales", "scales_path", required=True, type=click.Path(path_type=Path), help="Scales file from `qyolo-trt calibrate`.")
 @click.option("--images", default=None, help="Images to measure on (default: the embedded calib_data/); use calibration images, not evaluation ones.")
-@click.option("--num-images", type=click.IntRange(1), default=8, show_default=True, help="Use the first N images.")
-@click.option("--metric", type=click.Choice(["mse", "cosine"]), default="mse", show_default=True,
+@click.option("--num-images", type=click.IntRange(1), default=SENSITIVITY_IMAGES, show_default=True, help="Use the first N images.")
+@click.option("--metric", type=click.Choice(SENSITIVITY_METRICS), default=SENSITIVITY_METRICS[0], show_default=True,
               help="mse: noise / signal energy of the head outputs; cosine: 1 - cosine similarity.")
-@click.option("--mode", type=click.Choice(["symmetric", "shifted", "asymmetric"]), default="symmetric", show_default=True, help="QDQ mode.")
+@click.option("--mode", type=click.Choice(MODES), default=BASE_MODE, show_default=True, help="QDQ mode.")
 @click.option("--keep-float", default="head", show_default=True, help="Comma list of first-conv,head, or none (never ranked).")
 @click.option("--top", type=click.IntRange(1), default=None, help="Print only the K most sensitive units.")
 @json_option
@@ -34,13 +34,14 @@ def sensitivity_cmd(
     from ..analysis import layer_sensitivity, load_feeds
     from ..calib.scales import ScalesFile
     from ..model import load_onnx
+    from ..qdq.config import QuantizeConfig
 
     model = model or default_model()
     proto = load_onnx(model)
     scales = ScalesFile.load(scales_path)
     feeds = load_feeds(proto, images or default_calib(), num_images)
     parts = keep_float_parts(keep_float)
-    result = layer_sensitivity(proto, scales, feeds, metric=metric, mode=mode, keep_float=parts).to_dict()
+    result = layer_sensitivity(proto, scales, feeds, QuantizeConfig(mode=mode, keep_float=parts), metric=metric).to_dict()
     measured = len(result["ranking"])
     if top is not None:
         result["ranking"] = result["ranking"][:top]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..defaults import SENSITIVITY_IMAGES
 from ..model import inspect_detector
 from .loader import ImageLoader
 from .sources import list_images
@@ -16,7 +17,7 @@ from .sources import list_images
 Feeds = dict[str, np.ndarray]
 
 
-def load_feeds(model: onnx.ModelProto, images: str | os.PathLike | Sequence[str | os.PathLike], num_images: int = 8) -> list[Feeds]:
+def load_feeds(model: onnx.ModelProto, images: str | os.PathLike | Sequence[str | os.PathLike], num_images: int = SENSITIVITY_IMAGES) -> list[Feeds]:
     """Letterboxed image batches for the detector ``model`` (batched when its batch dimension is dynamic)."""
     info = inspect_detector(model)
     paths = [Path(p) for p in images] if isinstance(images, (list, tuple)) else list_images(images, limit=num_images)

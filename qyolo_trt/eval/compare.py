@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import onnx
 
 from ..backends import get_runner
 from ..data import ImageLoader
+from ..defaults import METHODS, MODES
 from ..errors import QyoloError
 from ..fileio import sha256_file
 from ..model import inspect_detector, load_onnx
@@ -60,8 +61,8 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
     """One calibration pass for every method, then each (method, mode) QDQ model; with ``bias_correction``,
     also each UH TensorRT row with its biases corrected on the calibration images (``+bc``)."""
     from ..calib import calibrate
-    from ..qdq import quantize
-    from ..qdq.bias_correction import BIAS_IMAGES, correct_on_images
+    from ..qdq.config import QuantizeConfig
+    from ..qdq.pipeline import run
 
     rows = plan(methods, modes)
     t0 = time.perf_counter()
@@ -69,12 +70,13 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
     calib_s = time.perf_counter() - t0
     variants = []
     for method, mode in rows:
-        q = quantize(model, scales[method], mode=mode)
+        config = QuantizeConfig(mode=mode)
+        q = run(model, scales[method], config)
         info = {"method": method, "mode": mode, "quantized": q.report.get("quantized"), "shifted": len(q.report.get("shifted") or [])}
         variants.append(Variant(f"{method}/{mode}", q.model, TARGETS[mode], calib_s, info))
         if bias_correction and method == "uh" and TARGETS[mode] == "TensorRT":
             t1 = time.perf_counter()
-            bc = correct_on_images(q, model, list(calib), BIAS_IMAGES).model
+            bc = run(model, scales[method], replace(config, bias_correction=True, bias_images=list(calib))).model
             variants.append(Variant(f"{method}/{mode}+bc", bc, TARGETS[mode], calib_s + time.perf_counter() - t1, {**info, "bias_correction": True}))
     return variants, calib_s
 
@@ -89,8 +91,8 @@ def compare(
     images: Sequence[Path],
     data: str | os.PathLike,
     *,
-    methods: Sequence[str] = ("uh", "minmax", "percentile", "entropy", "mse"),
-    modes: Sequence[str] = ("symmetric", "shifted", "asymmetric"),
+    methods: Sequence[str] = METHODS,
+    modes: Sequence[str] = MODES,
     peers: bool = True,
     allow_overlap: bool = False,
     post: PostProcess = PostProcess(),

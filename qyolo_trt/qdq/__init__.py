@@ -1,4 +1,5 @@
-"""TensorRT-aware QDQ rewrite of an FP32 YOLO ONNX model, and a lint of TensorRT's explicit-quantization rules."""
+"""TensorRT-aware QDQ rewrite of an FP32 YOLO ONNX model, the passes around it (``pipeline.run``), and a lint of
+TensorRT's explicit-quantization rules."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .lint import LintIssue, lint
-from .quantize import MODES, REPORT_KEY, QuantizeResult, quantize
+from .config import QuantizeConfig
+from .quantize import REPORT_KEY, QuantizeResult, quantize
 from .rules import find_head
 
 
@@ -17,4 +19,4 @@ def head_conv_outputs(model: onnx.ModelProto) -> list[str]:
     return [c.outputs[0].name for c in find_head(graph).final_convs]
 
 
-__all__ = ["MODES", "REPORT_KEY", "LintIssue", "QuantizeResult", "head_conv_outputs", "lint", "quantize"]
+__all__ = ["REPORT_KEY", "LintIssue", "QuantizeConfig", "QuantizeResult", "head_conv_outputs", "lint", "quantize"]

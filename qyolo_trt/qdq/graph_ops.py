@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..errors import QyoloError
-
-from .weights import INT8_MAX, channel_scales
+from .weights import quantize_per_channel
 
 
 def constant_values(tensor: gs.Tensor) -> np.ndarray | None:
@@ -26,20 +24,6 @@ def constant_values(tensor: gs.Tensor) -> np.ndarray | None:
     if producer.op == "Identity":
         return constant_values(producer.inputs[0])
     return None
-
-
-def per_channel_int8(weight: np.ndarray, axis: int, clip: str = "minmax", name: str = "weight") -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8 quantization: (int8 values, float32 scales along ``axis``); ``clip``: minmax or mse.
-    A weight with inf/nan values (e.g. an fp16 overflow in export) is an error naming it, not an inf scale."""
-    w = weight.astype(np.float32)
-    if not np.isfinite(w).all():
-        raise QyoloError(f"weight {name} has {int((~np.isfinite(w)).sum())} non-finite value(s) (inf/nan): the model itself is broken; "
-                         "re-export it")
-    scale = channel_scales(w, axis, clip)
-    shape = [1] * w.ndim
-    shape[axis] = -1
-    q = np.clip(np.rint(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
-    return q, scale
 
 
 @gs.Graph.register()
@@ -65,7 +49,7 @@ def quantize_weight_per_channel(self: gs.Graph, node: gs.Node, index: int, axis:
     weight = constant_values(tensor)
     name = tensor.name
     tensor.name = f"{name}_float"
-    q, scale = per_channel_int8(weight, axis, clip, name)
+    q, scale = quantize_per_channel(weight, axis, clip, name)
     out = gs.Variable(name, dtype=np.float32, shape=list(weight.shape))
     inputs = [
         gs.Constant(f"{name}_int8", q),

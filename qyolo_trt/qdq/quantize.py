@@ -7,7 +7,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,16 +15,16 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..calib.scales import ScalesFile, TensorRange
+from ..defaults import BASE_MODE
 from ..errors import QyoloError
 from ..model import check_finite_weights, copy_model, model_hash
 from ..normalize import normalize
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
 from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
 from .rules.shift import can_shift, fold_shift
-from .weights import WEIGHT_CLIPS
+from .config import QuantizeConfig
+from .scale_groups import ScaleGroups
 
-MODES = ("symmetric", "shifted", "asymmetric")
-KEEP_FLOAT = ("head", "first-conv")
 REPORT_KEY = "qyolo_trt.report"
 MIN_OPSET = 13
 
@@ -38,36 +38,21 @@ class QuantizeResult:
 Plan = list[tuple[gs.Node, Placement]]
 
 
-def quantize(
-    model: onnx.ModelProto,
-    scales: ScalesFile,
-    *,
-    mode: str = "symmetric",
-    exclude: Iterable[str] = (),
-    keep_float: Iterable[str] = ("head",),
-    allow_missing: bool = False,
-    check_hash: bool = True,
-    weight_clip: str = "minmax",
-) -> QuantizeResult:
-    """Rewrite ``model`` into a QDQ model (TensorRT explicit-quantization placement) using ``scales``.
+def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig | None = None, **overrides: Any) -> QuantizeResult:
+    """Rewrite ``model`` into a QDQ model (TensorRT explicit-quantization placement) using ``scales``: the rewrite
+    fields of ``config`` (``overrides`` replace fields, e.g. ``mode="asymmetric"``; no config: ``BASE_MODE``, symmetric).
 
-    ``mode``: "symmetric" (TensorRT; this function's default), "shifted" (TensorRT; shifted-symmetric where exact;
-    the default of `build` and of 8-bit `qyolo-trt quantize`), "asymmetric" (uint8 + zero points: ONNX Runtime / OpenVINO only).
-    ``exclude``: regexes over node names kept float.
-    ``keep_float``: "head" and/or "first-conv". ``allow_missing``: leave ops whose tensors have no usable
-    scale in float (reported) instead of failing. An empty ``scales.model_hash`` (TensorRT caches) is not checked.
-    ``weight_clip``: per-channel weight clip, "minmax" or "mse" (the squared-error-minimising clip per channel).
+    ``mode``: "symmetric" (TensorRT), "shifted" (TensorRT; shifted-symmetric where exact), "asymmetric" (uint8 + zero
+    points: ONNX Runtime / OpenVINO only). ``exclude``: regexes over node names kept float. ``keep_float``: "head"
+    and/or "first-conv". ``allow_missing``: leave ops whose tensors have no usable scale in float (reported) instead of
+    failing. An empty ``scales.model_hash`` (TensorRT caches) is not checked. ``weight_clip``: per-channel weight
+    clip, "minmax" or "mse". The passes (fallback, low-bit, bias correction, fp16) are ``qyolo_trt.qdq.pipeline.run``'s.
     """
-    if weight_clip not in WEIGHT_CLIPS:
-        raise QyoloError(f"unknown weight clip {weight_clip!r}; choose from {', '.join(WEIGHT_CLIPS)}")
-    if mode not in MODES:
-        raise QyoloError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    keep_float = tuple(keep_float)
-    if bad := [k for k in keep_float if k not in KEEP_FLOAT]:
-        raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")
+    config = replace(config, **overrides) if config is not None else QuantizeConfig(**{"mode": BASE_MODE, **overrides})
+    mode, weight_clip, keep_float = config.mode, config.weight_clip, config.keep_float
     model = normalize(model)
     check_finite_weights(model)
-    if check_hash and scales.model_hash and scales.model_hash != (h := model_hash(model)):
+    if config.check_hash and scales.model_hash and scales.model_hash != (h := model_hash(model)):
         raise QyoloError(
             f"scales ({scales.method}) were computed for model {scales.model_hash[:12]}, not this model ({h[:12]}); "
             "recalibrate this model, or skip the check (quantize --skip-hash-check)"
@@ -75,8 +60,8 @@ def quantize(
     graph = gs.import_onnx(copy_model(model))  # graphsurgeon's export renames the initializers it was given in place
     graph.toposort()
     head = find_head(graph)
-    plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(exclude), keep_float, head))
-    plan, params, missing = _resolve(plan, scales.tensors, allow_missing, float_nodes)
+    plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(config.exclude), keep_float, head))
+    plan, params, missing = _resolve(plan, scales.tensors, config.allow_missing, float_nodes)
     shifted = _apply(graph, plan, params, mode, weight_clip)
     graph.cleanup().toposort()
     if graph.opset < MIN_OPSET:
@@ -156,26 +141,15 @@ def _entry(node: gs.Node, reason: str) -> dict[str, str]:
 
 def _groups(plan: Plan) -> dict[str, list[str]]:
     """tensor name -> names of the terminal outputs of its shared-scale group (only for grouped tensors)."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    groups = ScaleGroups()
     fed: set[str] = set()
     for node, place in plan:
         if place.group:
-            out = node.outputs[0].name
             for i in place.activations:
                 fed.add(node.inputs[i].name)
-                parent[find(node.inputs[i].name)] = find(out)
-    members: dict[str, list[str]] = {}
-    for name in list(parent):
-        members.setdefault(find(name), []).append(name)
-    terminals = {root: sorted(m for m in ms if m not in fed) for root, ms in members.items()}
-    return {name: terminals[find(name)] for name in parent}
+                groups.join(node.inputs[i].name, node.outputs[0].name)
+    terminals = {root: sorted(m for m in ms if m not in fed) for root, ms in groups.members().items()}
+    return {name: terminals[groups.find(name)] for name in groups.parent}
 
 
 def _usable(r: TensorRange | None) -> bool:

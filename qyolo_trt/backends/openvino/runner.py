@@ -42,7 +42,7 @@ class OpenVinoRunner(Runner):
             config["PERF_COUNT"] = "YES"
         return config
 
-    def activate(self) -> None:
+    def _activate_impl(self) -> None:
         ov = lazy_import("openvino", "openvino", "OpenVINO")
         if not self.artifact.is_file():
             raise QyoloError(f"{self.artifact}: no such file")
@@ -54,10 +54,9 @@ class OpenVinoRunner(Runner):
             raise QyoloError(f"{self.artifact}: OpenVINO cannot load it ({first[:200]})") from None
         self.request = self.compiled.create_infer_request()
 
-    def deactivate(self) -> None:
+    def _deactivate_impl(self) -> None:
         self.request = None
         self.compiled = None
-        super().deactivate()
 
     @property
     def input_name(self) -> str:
@@ -67,7 +66,7 @@ class OpenVinoRunner(Runner):
     def output_names(self) -> list[str]:
         return [o.get_any_name() for o in self.compiled.outputs]
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer(feeds, share_inputs=True, share_outputs=self.share_outputs)
         return {o.get_any_name(): results[o] for o in self.compiled.outputs}
 

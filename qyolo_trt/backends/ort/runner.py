@@ -29,15 +29,14 @@ class OrtRunner(Runner):
 
     name = "ort"
 
-    def activate(self) -> None:
+    def _activate_impl(self) -> None:
         try:
             self.session = make_session(_loadable(self.artifact), threads=int(self.options.get("threads", 0)))
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise QyoloError(f"{self.artifact}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from None
 
-    def deactivate(self) -> None:
+    def _deactivate_impl(self) -> None:
         self.session = None
-        super().deactivate()
 
     @property
     def input_name(self) -> str:
@@ -47,5 +46,5 @@ class OrtRunner(Runner):
     def output_names(self) -> list[str]:
         return [o.name for o in self.session.get_outputs()]
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(None, feeds)))

@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
 from ...errors import DependencyError, QyoloError
+from ...lazy import lazy_import
 from .report import LayerInfo, parse_inspector_json, parse_layer_log
 from .runtime import GpuInfo, require_gpu
 
@@ -32,12 +32,7 @@ BACKENDS: dict[str, tuple[str, str]] = {  # backend -> (python module, pip extra
 
 def _import(backend: str) -> ModuleType:
     module, extra = BACKENDS[backend]
-    try:
-        return importlib.import_module(module)
-    except Exception as exc:  # noqa: BLE001 - broken native libraries raise OSError and friends
-        raise DependencyError(
-            f"{backend} is not available ({type(exc).__name__}: {exc}); install it with: pip install 'qyolo-trt[{extra}]'"
-        ) from None
+    return lazy_import(module, extra, backend)
 
 
 def make_logger(trt: ModuleType) -> Any:

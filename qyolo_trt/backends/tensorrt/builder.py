@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ...defaults import ENGINE_PRECISIONS
 from ...errors import QyoloError
 from ...fileio import write_bytes_atomic
 from ...model import load_onnx
@@ -18,7 +19,6 @@ from .adapter import TrtApi, load_api, resolve_backend
 from .report import QDQ_OPS, EngineReport, make_report
 from .runtime import require_gpu
 
-PRECISIONS = ("int8", "fp16", "fp32")
 
 
 @dataclass
@@ -51,8 +51,8 @@ def _fp16_graph(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _prepare(model: onnx.ModelProto, api: TrtApi, precision: str, source: str) -> onnx.ModelProto:
-    if precision not in PRECISIONS:
-        raise QyoloError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision not in ENGINE_PRECISIONS:
+        raise QyoloError(f"unknown precision {precision!r}; choose from {', '.join(ENGINE_PRECISIONS)}")
     quantized = has_qdq(model)
     if precision == "int8" and not quantized:
         raise QyoloError(

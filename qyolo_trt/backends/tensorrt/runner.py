@@ -23,7 +23,7 @@ class TrtRunner(Runner):
 
     name = "trt"
 
-    def activate(self) -> None:
+    def _activate_impl(self) -> None:
         self.sidecar = read_sidecar(self.artifact)
         plan = verify_engine(self.sidecar, self.artifact)  # a swapped or corrupt engine is refused before looking for a GPU
         gpu = require_gpu(int(self.options.get("device", 0)))
@@ -47,26 +47,27 @@ class TrtRunner(Runner):
             self._buffers[n] = self._stream.alloc(shape, np.dtype(api.trt.nptype(self._engine.get_tensor_dtype(n))))
             self._context.set_tensor_address(n, int(self._buffers[n].device))
 
-    def deactivate(self) -> None:
+    def _deactivate_impl(self) -> None:
         for buf in getattr(self, "_buffers", {}).values():
             buf.free()
         if getattr(self, "_stream", None) is not None:
             self._stream.close()
         self._buffers, self._stream, self._context, self._engine, self._runtime = {}, None, None, None, None
-        super().deactivate()
 
     @property
     def input_name(self) -> str:
         return self._inputs[0]
 
     @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
     def output_names(self) -> list[str]:
         return list(self._outputs)
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name in self._inputs:
-            if name not in feeds:
-                raise QyoloError(f"missing input {name!r} (engine inputs: {', '.join(self._inputs)})")
             x = np.ascontiguousarray(feeds[name], dtype=self._buffers[name].dtype)
             if not self._context.set_input_shape(name, x.shape):
                 raise QyoloError(f"input {name} shape {x.shape} is outside the engine's profile (batch {self.sidecar.get('batch')})")

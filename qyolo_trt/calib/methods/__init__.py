@@ -1,4 +1,5 @@
-"""Calibration methods: registry name -> function(histogram, options) -> TensorRange.
+"""Calibration methods: registry name -> function(histogram, options) -> TensorRange, one module each (``base.py``:
+the interface and ``@register``).
 
 Every method reads the same streamed ``Histogram``; degenerate tensors (nothing finite, all zero, constant)
 are answered here, once, with a finite positive scale and a warning naming the tensor.
@@ -6,39 +7,15 @@ are answered here, once, with a finite positive scale and a warning naming the t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
 
+from ...defaults import METHODS as NAMES
 from ..histogram import Histogram
 from ..scales import TensorRange
-from .entropy import entropy
-from .minmax import minmax
-from .mse import mse
-from .percentile import percentile
-from .uh import uh
+from .base import METHODS, Method, MethodOptions
 
-
-@dataclass(frozen=True)
-class MethodOptions:
-    """Method parameters (recorded in the scales file)."""
-
-    percentile: float = 99.99
-    bits: int = 8  # integer grid the clips are searched for (low-bit simulation: 4, 6)
-
-    @property
-    def qmax(self) -> int:
-        """Largest level of the symmetric grid [-qmax, qmax] (127 for 8 bits)."""
-        return 2 ** (self.bits - 1) - 1
-
-    @property
-    def steps(self) -> int:
-        """Steps of the asymmetric grid (255 for 8 bits)."""
-        return 2**self.bits - 1
-
-
-Method = Callable[[Histogram, MethodOptions], TensorRange]
-
-METHODS: dict[str, Method] = {"uh": uh, "minmax": minmax, "percentile": percentile, "entropy": entropy, "mse": mse}
+for _name in NAMES:  # module <name>.py registers method <name>, in the order the CLI offers them (defaults.METHODS)
+    importlib.import_module(f"{__name__}.{_name}")
 
 
 def compute_range(method: str, hist: Histogram, options: MethodOptions, name: str = "tensor") -> TensorRange:

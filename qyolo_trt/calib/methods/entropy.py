@@ -14,6 +14,7 @@ import numpy as np
 
 from ..histogram import Histogram
 from ..scales import TensorRange
+from .base import MethodOptions, register
 
 LEVELS = 128
 
@@ -48,7 +49,8 @@ def kl_divergences(h: np.ndarray, levels: int = LEVELS) -> tuple[np.ndarray, np.
     return i, np.where(np.isnan(kl), np.inf, kl)
 
 
-def entropy(hist: Histogram, options) -> TensorRange:
+@register("entropy")
+def entropy(hist: Histogram, options: MethodOptions) -> TensorRange:
     candidates, kl = kl_divergences(hist.pos + hist.neg, options.qmax + 1)
     clip = float(min(candidates[int(np.argmin(kl))] * hist.width, hist.absmax))
     return TensorRange(scale=clip / options.qmax, clip=clip, min=hist.min, max=hist.max)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ..histogram import Histogram
 from ..scales import TensorRange
+from .base import MethodOptions, register
 
 
-def minmax(hist: Histogram, options) -> TensorRange:
+@register("minmax")
+def minmax(hist: Histogram, options: MethodOptions) -> TensorRange:
     clip = hist.absmax
     return TensorRange(scale=clip / options.qmax, clip=clip, min=hist.min, max=hist.max, lower=min(hist.min, 0.0), upper=max(hist.max, 0.0))

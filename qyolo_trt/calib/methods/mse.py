@@ -7,10 +7,12 @@ import numpy as np
 
 from ..histogram import Histogram
 from ..scales import TensorRange
+from .base import MethodOptions, register
 from .search import GridScorer, argmin_search
 
 
-def mse(hist: Histogram, options) -> TensorRange:
+@register("mse")
+def mse(hist: Histogram, options: MethodOptions) -> TensorRange:
     qmax = options.qmax
     grid = GridScorer(hist)
     w = hist.width

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..histogram import Histogram
 from ..scales import TensorRange
+from .base import MethodOptions, register
 
 
 def _quantile_edge(counts: np.ndarray, q: float) -> int:
@@ -14,7 +15,8 @@ def _quantile_edge(counts: np.ndarray, q: float) -> int:
     return int(np.searchsorted(cdf, q * cdf[-1], side="left"))
 
 
-def percentile(hist: Histogram, options) -> TensorRange:
+@register("percentile")
+def percentile(hist: Histogram, options: MethodOptions) -> TensorRange:
     q = options.percentile / 100.0
     w, b = hist.width, hist.bins
     clip = min((_quantile_edge(hist.pos + hist.neg, q) + 1) * w, hist.absmax)

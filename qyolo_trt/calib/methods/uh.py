@@ -13,10 +13,12 @@ import numpy as np
 
 from ..histogram import Histogram
 from ..scales import TensorRange
+from .base import MethodOptions, register
 from .search import GridScorer, argmin_search, upper_candidates
 
 
-def uh(hist: Histogram, options) -> TensorRange:
+@register("uh")
+def uh(hist: Histogram, options: MethodOptions) -> TensorRange:
     qmax, steps = options.qmax, options.steps
     grid = GridScorer(hist)
     w = hist.width

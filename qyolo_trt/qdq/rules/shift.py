@@ -15,7 +15,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ...calib.scales import TensorRange
-from ..graph_ops import constant_values, per_channel_int8
+from ..graph_ops import constant_values
+from ..weights import quantize_per_channel
 
 
 def is_pointwise_conv(node: gs.Node) -> bool:
@@ -37,6 +38,6 @@ def fold_shift(graph: gs.Graph, conv: gs.Node, shift: float, clip: str = "minmax
     """Compensate ``conv`` for reading ``x - shift``: bias += shift * sum over (in, kh, kw) of the weight as the
     engine sees it (int8 per-channel, dequantized). Folding the float weight instead leaves a per-channel offset
     ``shift * sum(W - Wq)``: on yolov5n that cost 8 dB of head SQNR (23.0 vs 31.0 dB)."""
-    q, scale = per_channel_int8(constant_values(conv.inputs[1]), axis=0, clip=clip, name=conv.inputs[1].name)
+    q, scale = quantize_per_channel(constant_values(conv.inputs[1]), axis=0, clip=clip, name=conv.inputs[1].name)
     w = q.astype(np.float64) * scale.reshape(-1, 1, 1, 1)
     graph.add_to_bias(conv, (shift * w.sum(axis=(1, 2, 3))).astype(np.float32))

@@ -8,22 +8,22 @@ gains ``mean(twin) - mean(conv)``. Only the float bias changes: TensorRT placeme
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..backends.ort.session import make_session
-from ..data.feeds import Feeds, count_images, load_feeds
-from ..errors import QyoloError
-from ..model import copy_model
-from ..progress import progress
-from .quantize import QuantizeResult, store_report
+from ...backends.ort.session import make_session
+from ...data.feeds import Feeds, count_images
+from ...errors import QyoloError
+from ...model import copy_model
+from ...progress import progress
+from ..config import QuantizeConfig
+from ..quantize import QuantizeResult
+from .base import PassContext, register, with_report
 
 TWIN = "_bias_twin"
-BIAS_IMAGES = 16  # images bias correction measures on, by default (build, compare, quantize --bias-num-images)
 
 
 def _quantized_convs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -87,11 +87,15 @@ def bias_correct(qdq: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Sequence[Fe
     return out, deltas
 
 
-def correct_on_images(result: QuantizeResult, fp32: onnx.ModelProto, images: str | os.PathLike | Sequence[str | os.PathLike],
-                      num_images: int = BIAS_IMAGES) -> QuantizeResult:
-    """``result`` with its biases corrected on the first ``num_images`` of ``images``; the report says on how many."""
-    feeds = load_feeds(fp32, images, num_images)
-    model, deltas = bias_correct(result.model, fp32, feeds)
-    report = {**result.report, "bias_correction": {"images": count_images(feeds), "convs": len(deltas)}}
-    store_report(model, report)
-    return QuantizeResult(model, report)
+@register(order=40)
+class BiasCorrectionPass:
+    name = "bias_correction"
+
+    def enabled(self, config: QuantizeConfig) -> bool:
+        return config.bias_correction
+
+    def apply(self, result: QuantizeResult, fp32: onnx.ModelProto, ctx: PassContext) -> QuantizeResult:
+        """``result`` with its biases corrected on the bias images; the report says on how many."""
+        feeds = ctx.feeds(ctx.config.bias_images, ctx.config.bias_num_images)
+        model, deltas = bias_correct(result.model, fp32, feeds)
+        return with_report(model, {**result.report, "bias_correction": {"images": count_images(feeds), "convs": len(deltas)}})

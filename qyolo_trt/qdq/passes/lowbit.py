@@ -1,4 +1,4 @@
-"""Low-bit (W{b}A{b}) simulation of a QDQ model for ONNX Runtime.
+"""A pass: low-bit (W{b}A{b}) simulation of a QDQ model for ONNX Runtime.
 
 Weights are re-quantized from the FP32 model per output channel on the symmetric b-bit grid [-qmax, qmax]
 (MinMax, as the paper). Activation Q/DQ keep the scales calibrated for b bits (``calibrate(bits=b)``).
@@ -14,23 +14,36 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..calib.scales import ScalesFile
-from ..errors import QyoloError
-from ..model import copy_model
-from ..qdq import quantize
-from ..qdq.weights import MIN_SCALE
+from ...defaults import BITS_RANGE, DEFAULT_BITS
+from ...errors import QyoloError
+from ...model import copy_model
+from ..config import QuantizeConfig
+from ..quantize import QuantizeResult
+from ..weights import quantize_per_channel
+from .base import PassContext, register, with_report
 
 NATIVE_BITS = 4  # ONNX Runtime runs int4 DequantizeLinear (opset 21)
 INT4_OPSET = 21
 INT4_IR = 10
 
 
+@register(order=20)
+class LowBitPass:
+    name = "lowbit"
+
+    def enabled(self, config: QuantizeConfig) -> bool:
+        return config.bits != DEFAULT_BITS
+
+    def apply(self, result: QuantizeResult, fp32: onnx.ModelProto, ctx: PassContext) -> QuantizeResult:
+        return with_report(lower_bits(result.model, fp32, ctx.config.bits), {**result.report, "bits": ctx.config.bits})
+
+
 def lower_bits(qdq: onnx.ModelProto, fp32: onnx.ModelProto, bits: int) -> onnx.ModelProto:
     """A copy of the int8 QDQ model ``qdq`` (of ``fp32``, activation scales calibrated for ``bits``) on a ``bits`` grid."""
-    if not 2 <= bits <= 8:
-        raise QyoloError(f"--bits must be in 2..8, got {bits}")
+    if not BITS_RANGE[0] <= bits <= BITS_RANGE[1]:
+        raise QyoloError(f"--bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]}, got {bits}")
     out = copy_model(qdq)
-    if bits == 8:
+    if bits == DEFAULT_BITS:
         return out
     g = out.graph
     inits = {t.name: t for t in g.initializer}
@@ -47,21 +60,6 @@ def lower_bits(qdq: onnx.ModelProto, fp32: onnx.ModelProto, bits: int) -> onnx.M
     return _toposorted(out)
 
 
-def check_bits(scales: ScalesFile, bits: int, mode: str = "symmetric") -> None:
-    """The scales must have been calibrated for ``bits``; the shifted mode is 8-bit only."""
-    have = int(scales.params.get("bits", 8))
-    if have != bits:
-        raise QyoloError(f"the scales ({scales.method}) were calibrated for {have} bits, not {bits}: recalibrate with --bits {bits}")
-    if mode == "shifted" and bits != 8:
-        raise QyoloError("low-bit simulation supports the symmetric and asymmetric modes")
-
-
-def quantize_bits(model: onnx.ModelProto, scales: ScalesFile, bits: int, **options) -> onnx.ModelProto:
-    """``quantize`` then ``lower_bits`` (after ``check_bits``)."""
-    check_bits(scales, bits, options.get("mode", "symmetric"))
-    return lower_bits(quantize(model, scales, **options).model, model, bits)
-
-
 def _requantize_weight(node: onnx.NodeProto, inits: dict, floats: dict, bits: int) -> None:
     """Per-channel symmetric b-bit weight from the FP32 initializer named like the DQ output."""
     q_init, s_init = inits[node.input[0]], inits[node.input[1]]
@@ -72,12 +70,7 @@ def _requantize_weight(node: onnx.NodeProto, inits: dict, floats: dict, bits: in
         shape = [1] * len(q_init.dims)
         shape[axis] = -1
         w = numpy_helper.to_array(q_init).astype(np.float32) * scale8.reshape(shape)
-    qmax = 2 ** (bits - 1) - 1
-    reduce = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-    scale = np.maximum(np.abs(w).max(axis=reduce) / qmax, MIN_SCALE).astype(np.float32)
-    shape = [1] * w.ndim
-    shape[axis % w.ndim] = -1
-    q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
+    q, scale = quantize_per_channel(w, axis % w.ndim, bits=bits, name=node.output[0])
     s_init.CopyFrom(numpy_helper.from_array(scale, s_init.name))
     q_init.CopyFrom(_int_tensor(q_init.name, q, bits))
     if len(node.input) > 2 and node.input[2] in inits:

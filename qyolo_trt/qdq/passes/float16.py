@@ -13,10 +13,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ..errors import QyoloError
-from ..model import copy_model
+from ...defaults import FLOAT_DTYPES
+from ...errors import QyoloError
+from ...model import copy_model
+from ..config import QuantizeConfig
+from ..quantize import QuantizeResult
+from .base import PassContext, register, with_report
 
-FLOAT_DTYPES = ("fp32", "fp16")  # --float-dtype / --io-dtype choices
 MIN_OPSET = 19  # QuantizeLinear / DequantizeLinear with float16 scales
 _FP32_INPUTS = {"Resize": (2,), "Upsample": (1,)}  # input slots whose ONNX type is float32 only
 _F16_TINY = float(np.finfo(np.float16).tiny)
@@ -65,6 +68,17 @@ def to_float16(model: onnx.ModelProto, io_dtype: str = "fp32") -> onnx.ModelProt
     out.ir_version = max(out.ir_version, 9)  # opset 19 needs IR version 9
     del out.graph.value_info[:]  # stale float32 shapes; runtimes infer the types again
     return out
+
+
+@register(order=50)
+class Float16Pass:
+    name = "float16"
+
+    def enabled(self, config: QuantizeConfig) -> bool:
+        return config.float_dtype == "fp16"
+
+    def apply(self, result: QuantizeResult, fp32: onnx.ModelProto, ctx: PassContext) -> QuantizeResult:
+        return with_report(to_float16(result.model, ctx.config.io_dtype), {**result.report, "float_dtype": "fp16", "io_dtype": ctx.config.io_dtype})
 
 
 def _replace(tensors, old: gs.Tensor, new: gs.Tensor) -> None:

@@ -1,0 +1,90 @@
+"""One quantization run as data: the Q/DQ rewrite's options and the passes' options, validated when built.
+
+``QuantizeConfig`` is what `quantize`, `build`, `compare` and `sensitivity` hand to ``qyolo_trt.qdq.pipeline.run``
+(and to the rewrite, ``qyolo_trt.qdq.quantize``). A combination that does not compose is refused on construction
+with one line naming the options; every other combination runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_KEEP_FLOAT, DEFAULT_MODE, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
+                        KEEP_FLOAT, BASE_MODE, MODES, SENSITIVITY_IMAGES, WEIGHT_CLIPS)
+from ..errors import QyoloError
+
+ImageSource = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def _choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise QyoloError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to turn an FP32 model and its scales into a QDQ model: the rewrite, then the enabled passes."""
+
+    mode: str | None = None  # None: DEFAULT_MODE at 8 bits, BASE_MODE below
+    bits: int = DEFAULT_BITS
+    weight_clip: str = DEFAULT_WEIGHT_CLIP
+    exclude: tuple[str, ...] = ()  # regexes over node names kept float
+    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
+    allow_missing: bool = False  # ops whose tensors have no usable scale stay float (reported) instead of failing
+    check_hash: bool = True  # the scales must have been computed for this model (an empty hash is not checked)
+    float_dtype: str = FLOAT_DTYPES[0]  # "fp16": every non-INT8 part in half precision (GPU targets)
+    io_dtype: str = FLOAT_DTYPES[0]  # graph inputs / outputs of an fp16 model
+    fallback_k: int | None = None  # keep the K most sensitive units float ...
+    fallback_db: float | None = None  # ... or the fewest that reach this head SQNR (dB)
+    fallback_images: ImageSource | None = None  # None: the embedded calib_data/
+    fallback_num_images: int = SENSITIVITY_IMAGES
+    bias_correction: bool = False
+    bias_images: ImageSource | None = None  # None: the embedded calib_data/
+    bias_num_images: int = BIAS_IMAGES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        if self.mode is None:
+            object.__setattr__(self, "mode", DEFAULT_MODE if self.bits == DEFAULT_BITS else BASE_MODE)
+        self.check()
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_k is not None or self.fallback_db is not None
+
+    def with_images(self, images: ImageSource) -> QuantizeConfig:
+        """This config with ``images`` for the passes that need images and were given none."""
+        return replace(self, fallback_images=self.fallback_images or images, bias_images=self.bias_images or images)
+
+    def check(self) -> None:
+        """Refuse choices outside their lists and option combinations that do not compose."""
+        _choice("mode", self.mode, MODES)
+        _choice("weight clip", self.weight_clip, WEIGHT_CLIPS)
+        if bad := [k for k in self.keep_float if k not in KEEP_FLOAT]:
+            raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")
+        if self.float_dtype not in FLOAT_DTYPES or self.io_dtype not in FLOAT_DTYPES:
+            raise QyoloError(f"--float-dtype and --io-dtype take {' or '.join(FLOAT_DTYPES)}")
+        if not BITS_RANGE[0] <= self.bits <= BITS_RANGE[1]:
+            raise QyoloError(f"--bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]}, got {self.bits}")
+        if self.fallback_k is not None and self.fallback_db is not None:
+            raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
+        if self.fallback_k is not None and self.fallback_k < 0:
+            raise QyoloError(f"--auto-fallback must be >= 0, got {self.fallback_k}")
+        if self.float_dtype == "fp32" and self.io_dtype == "fp16":
+            raise QyoloError("--io-dtype fp16 needs --float-dtype fp16")
+        if self.bits != DEFAULT_BITS:
+            self._check_lowbit()
+
+    def _check_lowbit(self) -> None:
+        """The low-bit simulation is a fake-quantized model for ONNX Runtime: the 8-bit-only passes do not apply."""
+        if self.mode == "shifted":
+            raise QyoloError("low-bit simulation supports the symmetric and asymmetric modes")
+        if self.fallback:
+            raise QyoloError("--bits below 8 does not combine with --auto-fallback / --fallback-budget")
+        if self.bias_correction:
+            raise QyoloError("--bits below 8 does not combine with --bias-correction")
+        if self.float_dtype == "fp16":
+            raise QyoloError("--float-dtype fp16 does not combine with --bits below 8")
