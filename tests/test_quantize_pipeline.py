@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from qdq_graphs import fixed_scales, fragile_detector, observed_scales, tiny_detector
 
@@ -75,7 +77,7 @@ def test_composed_passes_equal_the_direct_call_sequence() -> None:
     rewrite = quantize(model, scales, mode="shifted")
     corrected, deltas = bias_correct(rewrite.model, model, feeds)
     report = {**rewrite.report, "bias_correction": {"images": 2, "convs": len(deltas)}, "float_dtype": "fp16", "io_dtype": "fp32"}
-    want = to_float16(corrected)
+    want, _ = to_float16(corrected)
     store_report(want, report)
     assert got.report == report
     assert got.model.SerializeToString() == want.SerializeToString()
@@ -109,3 +111,37 @@ def _imports(path: Path) -> set[str]:
 def test_qdq_reaches_analysis_and_eval_only_through_the_pipeline() -> None:
     offenders = {str(p.relative_to(QDQ)): _imports(p) & {"analysis", "eval"} for p in QDQ.rglob("*.py")}
     assert {k: v for k, v in offenders.items() if v} == {"pipeline.py": {"analysis"}}
+
+
+def _tiny_scale_qdq() -> onnx.ModelProto:
+    """x -> Q/DQ (scale 1e-6) -> Conv with per-channel int8 weights whose first channel scale is 1e-6."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    q = np.array([[[[100]]], [[[-50]]]], dtype=np.int8)
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (np.array(1e-6, np.float32), "x_s"), (np.array(0, np.int8), "x_z"), (q, "w_int8"),
+        (np.array([1e-6, 0.1], np.float32), "w_s"), (np.zeros(2, np.int8), "w_z"), (np.zeros(2, np.float32), "b"))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w_int8", "w_s", "w_z"], ["w"], axis=0),
+             helper.make_node("Conv", ["xd", "w", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_fp16_raises_scales_below_the_smallest_normal_and_rerounds_weights() -> None:
+    """Random-init models have near-constant tensors whose scales float16 would flush to 0: they are raised to float16's
+    smallest normal value; a weight's integers follow its raised channel scale (channel 1 is untouched)."""
+    import onnxruntime as ort
+
+    tiny = float(np.finfo(np.float16).tiny)
+    model, raised = to_float16(_tiny_scale_qdq())
+    assert raised == ["w_s", "x_s"]
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert inits["x_s"] == np.float16(tiny) and inits["w_s"].dtype == np.float16
+    w = inits["w_int8"].astype(np.float64).ravel() * inits["w_s"].astype(np.float64)
+    assert inits["w_int8"].ravel()[1] == -50 and abs(w[0] - 100e-6) <= tiny / 2  # re-rounded: 100e-6 / tiny -> 2
+    x = np.full((1, 1, 2, 2), 3e-4, np.float32)
+    (y,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert np.isfinite(y).all() and abs(float(y[0, 1, 0, 0]) - 3e-4 * -5.0) < 1e-4

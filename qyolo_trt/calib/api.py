@@ -77,9 +77,7 @@ def calibrate(
     for method in methods:
         tensors = {name: compute_range(method, hist, options, name) for name, hist in collected.stats.items()}
         if not results:
-            for r in tensors.values():
-                if r.warning:
-                    logger.warning("warning: %s", r.warning)
+            _warn_degenerate([r.warning for r in tensors.values() if r.warning])
         params = {"bins": bins, "batch": collected.batch, "skipped_images": collected.skipped, "sample_stride": sample_stride}
         if method == "percentile":
             params["percentile"] = percentile
@@ -87,3 +85,12 @@ def calibrate(
             params["bits"] = bits
         results[method] = ScalesFile(digest, method, collected.num_images, tensors, params)
     return results
+
+
+def _warn_degenerate(warnings: list[str], shown: int = 3) -> None:
+    """One warning line for all degenerate tensors (each keeps its own message in the scales file)."""
+    if warnings:
+        more = f" (+{len(warnings) - shown} more)" if len(warnings) > shown else ""
+        logger.warning("warning: %d calibrated tensor(s) are constant, zero or non-finite and got an exact, finite scale "
+                       "(often shape or anchor constants of the float head, harmless there): %s%s",
+                       len(warnings), "; ".join(warnings[:shown]), more)
