@@ -53,8 +53,9 @@ def quantize(model: ModelSource | None = None, scales: ScalesFile | str | os.Pat
     ``scales``: a ``ScalesFile`` or a scales JSON path; ``None`` calibrates with ``method`` on ``images`` first.
     The result's ``model`` is an ``onnx.ModelProto`` (``onnx.save`` it), ``report`` says what each step did.
     """
-    from .qdq.pipeline import run
+    from .qdq.pipeline import check_ready, run
 
+    check_ready(config)
     proto = _model(model)
     if scales is None:
         src = images if images is not None else default_calib()

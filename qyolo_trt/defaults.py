@@ -30,6 +30,7 @@ SENSITIVITY_IMAGES = 8  # images sensitivity (and the float fallback's ranking) 
 SENSITIVITY_METRICS = ("mse", "cosine")  # mse: noise / signal energy of the head outputs; cosine: 1 - cosine similarity
 # `build` (GPU engines): its quantize recipe and engine precision
 BUILD_BIAS_CORRECTION = True
+BUILD_RECONSTRUCT = False  # learned rounding: off until it wins on both real models and two splits (README accuracy)
 BUILD_FLOAT_DTYPE = "fp16"  # INT8 engines: non-INT8 parts in half precision
 ENGINE_PRECISIONS = ("int8", "fp16", "fp32")
 DEFAULT_PRECISION = "int8"
@@ -62,6 +63,7 @@ def default_calib() -> Path:
 
 # reconstruction PTQ (qyolo_trt.torchq.reconstruct: AdaRound + BRECQ-style blocks + QDrop), sized for a 2-core CPU
 RECONSTRUCT_ITERS = 200  # optimisation steps per block
+RECONSTRUCT_IMAGES = 32  # calibration images reconstruction optimises on, by default (quantize, build)
 RECONSTRUCT_BATCH = 4  # images per step
 RECONSTRUCT_CROP = 0.5  # side of the random spatial crop of a block's inputs, as a fraction of their size (1: no crop)
 RECONSTRUCT_DROP_PROB = 0.5  # QDrop: probability that an activation value skips its quantization during optimisation

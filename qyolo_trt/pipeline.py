@@ -27,9 +27,11 @@ from .backends.tensorrt.builder import BuildResult, build_engine, has_qdq
 from .backends.tensorrt.plan import EnginePlan, engine_paths, plan_engines, target_groups, targets_note
 from .backends.tensorrt.sidecar import make_sidecar, sidecar_path
 from .calib.scales import ScalesFile
-from .defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, DEFAULT_ENGINES, DEFAULT_METHOD, DEFAULT_MODE, DEFAULT_PRECISION,
+from .defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, BUILD_RECONSTRUCT, DEFAULT_ENGINES, DEFAULT_METHOD, DEFAULT_MODE,
+                       DEFAULT_PRECISION, RECONSTRUCT_ITERS,
                        default_calib, default_model)
 from .errors import QyoloError
+from .lazy import lazy_import
 from .export import EXPORTABLE, export  # torch / ultralytics are imported only when exporting
 from .data import list_images
 from .fileio import json_text, refuse_overwrite, sha256_bytes, write_all
@@ -49,6 +51,8 @@ class BuildRequest:
     method: str = DEFAULT_METHOD
     mode: str = DEFAULT_MODE
     bias_correction: bool = BUILD_BIAS_CORRECTION  # fold each quantized conv's mean error on the calibration images into its bias
+    reconstruct: bool = BUILD_RECONSTRUCT  # learned weight rounding + bias refit on the calibration images (torch)
+    reconstruct_iters: int = RECONSTRUCT_ITERS
     float_dtype: str = BUILD_FLOAT_DTYPE  # INT8 engines: non-INT8 parts in half precision (GPU targets)
     precision: str = DEFAULT_PRECISION
     backend: str = "auto"
@@ -153,6 +157,8 @@ def _check(req: BuildRequest, src: Path, info: DetectorInfo, backend: str, quant
                          + "/".join(map(str, req.batch)))
     if req.triton_repo is not None and backend == "tensorrt-rtx":
         raise QyoloError("--triton-repo: Triton's tensorrt_plan backend cannot load TensorRT-RTX engines; build them with --backend tensorrt")
+    if req.reconstruct and req.precision == "int8" and not quantized:
+        lazy_import("torch", "export", "torch (needed by --reconstruct)")
     if quantized and req.precision != "int8":
         raise QyoloError(f"{src} is already quantized (Q/DQ): build it with --precision int8, or give the FP32 model")
 
@@ -166,7 +172,8 @@ def _quantize(req: BuildRequest, fp32: onnx.ModelProto, images: list[Path], out:
     paths = _artifact_paths(req, out)
     scales, reused = _scales(req, fp32, images, paths["scales"])
     config = QuantizeConfig(mode=req.mode, bias_correction=req.bias_correction, bias_images=images,
-                            bias_num_images=min(len(images), BIAS_IMAGES), float_dtype=req.float_dtype)
+                            bias_num_images=min(len(images), BIAS_IMAGES), reconstruct=req.reconstruct, reconstruct_images=images,
+                            reconstruct_num_images=len(images), reconstruct_iters=req.reconstruct_iters, float_dtype=req.float_dtype)
     qdq = run(fp32, scales, config).model
     scales_bytes = json_text(scales.to_dict()).encode()
     artifacts = {"scales": (paths["scales"], scales_bytes), "qdq_onnx": (paths["qdq_onnx"], qdq.SerializeToString())}
@@ -200,7 +207,8 @@ def run_build(req: BuildRequest) -> dict[str, Any]:
         "scales_hash": sha256_bytes(artifacts["scales"][1]) if calibrated else None,
     }
     options = {"model": str(src), "method": req.method if calibrated else None, "mode": req.mode if calibrated else None,
-               "bias_correction": req.bias_correction if calibrated else None, "float_dtype": req.float_dtype if calibrated else None,
+               "bias_correction": req.bias_correction if calibrated else None,
+               "reconstruct": req.reconstruct if calibrated else None, "float_dtype": req.float_dtype if calibrated else None,
                "precision_requested": req.precision, "nms": req.nms}
     sidecars = [make_sidecar(r, **common, options={**options, "warnings": p.warnings}) for r, p in zip(results, plans)]
     _check_triton(req, sidecars, plans)

@@ -38,6 +38,7 @@ QDQ = Path(__file__).resolve().parent.parent / "qyolo_trt" / "qdq"
         ({"mode": "int4"}, "unknown mode 'int4'"),
         ({"weight_clip": "l1"}, "unknown weight clip 'l1'"),
         ({"keep_float": ("neck",)}, "unknown keep-float part"),
+        ({"reconstruct": True, "reconstruct_iters": -1}, "--reconstruct-iters must be >= 0"),
     ],
 )
 def test_combinations_that_do_not_compose_are_refused_on_construction(options: dict, words: str) -> None:
@@ -52,7 +53,7 @@ def test_mode_defaults_to_shifted_at_8_bits_and_symmetric_below() -> None:
 
 
 def test_passes_run_in_registry_order() -> None:
-    assert [p.name for p in registered()] == ["fallback", "lowbit", "bias_correction", "float16"]
+    assert [p.name for p in registered()] == ["fallback", "lowbit", "reconstruction", "bias_correction", "float16"]
     config = QuantizeConfig(bias_correction=True, float_dtype="fp16")
     assert [p.name for p in registered() if p.enabled(config)] == ["bias_correction", "float16"]
 
@@ -145,3 +146,35 @@ def test_fp16_raises_scales_below_the_smallest_normal_and_rerounds_weights() -> 
     x = np.full((1, 1, 2, 2), 3e-4, np.float32)
     (y,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     assert np.isfinite(y).all() and abs(float(y[0, 1, 0, 0]) - 3e-4 * -5.0) < 1e-4
+
+
+def test_reconstruction_pass_changes_only_integers_and_biases_and_reports() -> None:
+    """The pass runs between low-bit lowering and bias correction: same graph and activation scales, other weight integers."""
+    pytest.importorskip("torch")
+    model = fragile_detector()
+    scales = observed_scales(model, load_feeds(model, default_calib(), 1)[0])
+    config = QuantizeConfig(mode="shifted", reconstruct=True, reconstruct_images=default_calib(), reconstruct_num_images=2,
+                            reconstruct_iters=20)
+    got, plain = run(model, scales, config), quantize(model, scales, mode="shifted")
+    rc = got.report["reconstruction"]
+    assert rc["images"] == 2 and rc["iters"] == 20 and rc["weights"] > 0 and rc["loss_after"] <= rc["loss_before"]
+    assert [n.op_type for n in got.model.graph.node] == [n.op_type for n in plain.model.graph.node]
+    before = {i.name: onnx.numpy_helper.to_array(i) for i in plain.model.graph.initializer}
+    after = {i.name: onnx.numpy_helper.to_array(i) for i in got.model.graph.initializer}
+    changed = {n for n in before if not np.array_equal(before[n], after[n])}
+    assert changed and all(n.endswith("_int8") or "bias" in n or n.endswith(".bias") for n in changed), changed
+    assert run(model, scales, config).model.SerializeToString() == got.model.SerializeToString()  # seeded: deterministic
+
+
+def test_reconstruct_without_torch_is_one_error_line(tmp_path) -> None:
+    """Torch is optional: ``--reconstruct`` without it says how to install it, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['qyolo-trt', 'quantize', '--images', sys.argv[1], "
+            "'--num-images', '1', '--reconstruct', '-o', sys.argv[2]]; from qyolo_trt.cli import main; main()")
+    out = tmp_path / "q.onnx"
+    proc = subprocess.run([sys.executable, "-c", code, str(default_calib()), str(out)], capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.splitlines()  # refused before calibrating
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: torch") and "qyolo-trt[export]" in lines[0], proc.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, DEFAULT_METHOD, DEFAULT_MODE, DEFAULT_PRECISION, ENGINE_PRECISIONS,
-                        FLOAT_DTYPES, METHODS, TENSORRT_MODES)
+from ..defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, BUILD_RECONSTRUCT, DEFAULT_METHOD, DEFAULT_MODE, DEFAULT_PRECISION, ENGINE_PRECISIONS,
+                        FLOAT_DTYPES, METHODS, RECONSTRUCT_ITERS, TENSORRT_MODES)
 from .common import FiniteFloatRange, emit, json_option
 
 
@@ -43,6 +43,9 @@ def _text(result: dict[str, Any]) -> str:
               help="Q/DQ form: shifted-symmetric UH where it folds exactly (1x1 consumers), symmetric elsewhere; or symmetric everywhere.")
 @click.option("--bias-correction/--no-bias-correction", default=BUILD_BIAS_CORRECTION, show_default=True,
               help="Fold each quantized conv's mean output error on the calibration images into its float bias.")
+@click.option("--reconstruct/--no-reconstruct", default=BUILD_RECONSTRUCT, show_default=True,
+              help="Learn each conv's weight rounding and refit its bias on the calibration images (AdaRound + BRECQ + QDrop; torch).")
+@click.option("--reconstruct-iters", type=click.IntRange(0, 100_000), default=RECONSTRUCT_ITERS, show_default=True, help="Optimisation steps per block.")
 @click.option("--float-dtype", type=click.Choice(FLOAT_DTYPES), default=BUILD_FLOAT_DTYPE, show_default=True,
               help="INT8 engines: what is not INT8 (float convs, head, decode) in fp16 (the QDQ model is converted), or fp32.")
 @click.option("--precision", type=click.Choice(ENGINE_PRECISIONS), default=DEFAULT_PRECISION, show_default=True)

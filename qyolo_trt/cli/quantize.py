@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES, METHODS, MODES,
+                        RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS,
                         SENSITIVITY_IMAGES, WEIGHT_CLIPS, default_model)
 from ..errors import QyoloError
 from ..fileio import refuse_overwrite, write_bytes_atomic
@@ -41,6 +42,12 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--bias-correction", is_flag=True,
               help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
 @click.option("--bias-num-images", type=click.IntRange(1), default=BIAS_IMAGES, show_default=True, help="Images for --bias-correction.")
+@click.option("--reconstruct", is_flag=True,
+              help="Learn each conv's weight rounding and refit its bias, block by block, against the FP32 model on --images "
+                   "(or the embedded calib_data/): AdaRound + BRECQ + QDrop, label-free. Needs torch (the export extra).")
+@click.option("--reconstruct-iters", type=click.IntRange(0, 100_000), default=RECONSTRUCT_ITERS, show_default=True, help="Optimisation steps per block.")
+@click.option("--reconstruct-num-images", type=click.IntRange(1), default=RECONSTRUCT_IMAGES, show_default=True, help="Images for --reconstruct.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of --reconstruct (crops, QDrop masks, batches).")
 @click.option("--float-dtype", type=click.Choice(FLOAT_DTYPES), default=FLOAT_DTYPES[0], show_default=True,
               help="Non-INT8 parts (float convs, biases, head, decode, Q/DQ scales) in fp16: for GPU targets (TensorRT); fp32 for CPU.")
 @click.option("--io-dtype", type=click.Choice(FLOAT_DTYPES), default=FLOAT_DTYPES[0], show_default=True,
@@ -51,7 +58,8 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
-    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
+    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int,
+    reconstruct: bool, reconstruct_iters: int, reconstruct_num_images: int, seed: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
     model = model or default_model()
@@ -65,7 +73,8 @@ def quantize_cmd(
         keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None and not skip_hash_check,
         fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
         fallback_num_images=fallback_num_images, bias_correction=bias_correction,
-        bias_num_images=bias_num_images, bits=bits, float_dtype=float_dtype, io_dtype=io_dtype,
+        bias_num_images=bias_num_images, reconstruct=reconstruct, reconstruct_iters=reconstruct_iters,
+        reconstruct_num_images=reconstruct_num_images, seed=seed, bits=bits, float_dtype=float_dtype, io_dtype=io_dtype,
     )  # fmt: skip
     from ..api import quantize
 
@@ -101,6 +110,9 @@ def _text(result: dict[str, Any]) -> str:
         lines.append(f"missing scales: {', '.join(report['missing'])}")
     if bc := report.get("bias_correction"):
         lines.append(f"bias correction: {bc['convs']} convs on {bc['images']} images")
+    if rc := report.get("reconstruction"):
+        lines.append(f"reconstruction: {rc['weights']} convs on {rc['images']} images, {rc['iters']} steps per block, "
+                     f"block loss {rc['loss_before']:.4g} -> {rc['loss_after']:.4g}")
     if fb := report.get("fallback"):
         db = f"{fb['sqnr_db']:.2f}" if isinstance(fb["sqnr_db"], float) else fb["sqnr_db"]
         lines.append(f"float fallback ({fb['policy']}, head SQNR {db} dB on {fb['num_images']} images): "

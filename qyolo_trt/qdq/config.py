@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_KEEP_FLOAT, DEFAULT_MODE, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
-                        KEEP_FLOAT, BASE_MODE, MODES, SENSITIVITY_IMAGES, WEIGHT_CLIPS)
+                        KEEP_FLOAT, BASE_MODE, MODES, RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS, SENSITIVITY_IMAGES,
+                        WEIGHT_CLIPS)
 from ..errors import QyoloError
 
 ImageSource = str | os.PathLike | Sequence[str | os.PathLike]
@@ -43,6 +44,11 @@ class QuantizeConfig:
     bias_correction: bool = False
     bias_images: ImageSource | None = None  # None: the embedded calib_data/
     bias_num_images: int = BIAS_IMAGES
+    reconstruct: bool = False  # learned weight rounding + bias refit, block by block (torch; qyolo_trt.torchq)
+    reconstruct_images: ImageSource | None = None  # None: the embedded calib_data/
+    reconstruct_num_images: int = RECONSTRUCT_IMAGES
+    reconstruct_iters: int = RECONSTRUCT_ITERS  # optimisation steps per block
+    seed: int = 0  # reconstruction's random crops, QDrop masks and batches
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -57,7 +63,8 @@ class QuantizeConfig:
 
     def with_images(self, images: ImageSource) -> QuantizeConfig:
         """This config with ``images`` for the passes that need images and were given none."""
-        return replace(self, fallback_images=self.fallback_images or images, bias_images=self.bias_images or images)
+        return replace(self, fallback_images=self.fallback_images or images, bias_images=self.bias_images or images,
+                       reconstruct_images=self.reconstruct_images or images)
 
     def check(self) -> None:
         """Refuse choices outside their lists and option combinations that do not compose."""
@@ -73,6 +80,9 @@ class QuantizeConfig:
             raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
         if self.fallback_k is not None and self.fallback_k < 0:
             raise QyoloError(f"--auto-fallback must be >= 0, got {self.fallback_k}")
+        if self.reconstruct_iters < 0 or self.reconstruct_num_images < 1:
+            raise QyoloError(f"--reconstruct-iters must be >= 0 and --reconstruct-num-images >= 1, got {self.reconstruct_iters}, "
+                             f"{self.reconstruct_num_images}")
         if self.float_dtype == "fp32" and self.io_dtype == "fp16":
             raise QyoloError("--io-dtype fp16 needs --float-dtype fp16")
         if self.bits != DEFAULT_BITS:

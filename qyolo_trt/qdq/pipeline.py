@@ -16,6 +16,7 @@ import onnx
 from ..calib.scales import ScalesFile
 from ..data.feeds import Feeds
 from ..errors import QyoloError
+from ..lazy import lazy_import
 from ..normalize import normalize
 from .config import QuantizeConfig
 from .passes import PassContext, registered
@@ -25,6 +26,7 @@ from .quantize import QuantizeResult, quantize
 def run(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig, *, ranking: Any = None) -> QuantizeResult:
     """The QDQ model of ``config`` (its report says what each step did). ``ranking``: a sensitivity ranking of this
     rewrite already measured (``analysis.layer_sensitivity``), reused by the fallback pass instead of measuring again."""
+    check_ready(config)
     check_scales(scales, config)
     fp32 = normalize(model)
     ctx = PassContext(fp32, scales, config, rewrite=lambda c: quantize(fp32, scales, c),
@@ -34,6 +36,12 @@ def run(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig, *, r
         if step.enabled(config):
             result = step.apply(result, fp32, ctx)
     return result
+
+
+def check_ready(config: QuantizeConfig) -> None:
+    """Refuse, before any calibration, a config whose passes need an optional dependency that is absent (torch)."""
+    if config.reconstruct:
+        lazy_import("torch", "export", "torch (needed by --reconstruct)")
 
 
 def check_scales(scales: ScalesFile, config: QuantizeConfig) -> None:
