@@ -1,4 +1,5 @@
-"""Extra `compare` rows: low-bit (W{b}A{b}) simulations and automatic float fallback, as ``eval.compare.Variant``s.
+"""Extra `compare` rows: low-bit (W{b}A{b}) simulations, automatic float fallback and reconstruction, as
+``eval.compare.Variant``s.
 Each row is one ``qdq.pipeline.run`` with its config; the fallback rows share one sensitivity ranking."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import onnx
 
 from ..calib import calibrate
 from ..data.feeds import load_feeds
-from ..defaults import SENSITIVITY_IMAGES, SENSITIVITY_METRICS
+from ..defaults import RECONSTRUCT_ITERS, SENSITIVITY_IMAGES, SENSITIVITY_METRICS
 from ..eval.compare import TARGETS, Variant, plan
 from ..qdq.config import QuantizeConfig
 from ..qdq.pipeline import run
@@ -56,6 +57,25 @@ def fallback_rows(method: str, ks: Sequence[int], num_images: int = SENSITIVITY_
             info = {"method": method, "mode": "symmetric", "fallback_k": fb["k"], "fallback_units": [u["unit"] for u in fb["layers"]],
                     "fallback_calib_sqnr_db": fb["sqnr_db"]}  # fmt: skip
             out.append(Variant(f"{method}/symmetric fallback {k}", q.model, TARGETS["symmetric"], seconds, info))
+        return out
+
+    return rows
+
+
+def reconstruct_rows(bits: Sequence[int], iters: int = RECONSTRUCT_ITERS) -> VariantsFn:
+    """UH rows with reconstruction on the calibration images (``+rc``): shifted at 8 bits, W{b}A{b} symmetric below."""
+
+    def rows(model: onnx.ModelProto, calib: Sequence[Path]) -> list[Variant]:
+        out = []
+        for b in bits:
+            t0 = time.perf_counter()
+            scales = calibrate(model, list(calib), methods=("uh",), bits=b, progress_desc=f"calibrate {b}-bit")["uh"]
+            config = QuantizeConfig(bits=b, reconstruct=True, reconstruct_images=list(calib), reconstruct_num_images=len(calib),
+                                    reconstruct_iters=iters)
+            q = run(model, scales, config)
+            label = f"uh/{config.mode}+rc" + (f" W{b}A{b}" if b != 8 else "")
+            info = {"method": "uh", "mode": config.mode, "bits": b, "reconstruction": q.report["reconstruction"]}
+            out.append(Variant(label, q.model, TARGETS[config.mode], time.perf_counter() - t0, info))
         return out
 
     return rows

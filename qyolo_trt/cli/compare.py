@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from ..defaults import BITS_RANGE, METHODS, MODES
+from ..defaults import BITS_RANGE, METHODS, MODES, RECONSTRUCT_ITERS
 from ..errors import QyoloError
 from ..fileio import write_json_atomic
+from ..lazy import lazy_import
 from .common import emit, format_table, json_option, log, post_options, split_csv
 
 
@@ -32,12 +33,15 @@ from .common import emit, format_table, json_option, log, post_options, split_cs
 @click.option("--bits", "low_bits", default="", help="Also W{b}A{b} rows for these low-bit widths, e.g. 4,6 (fake-quantized; symmetric/asymmetric).")
 @click.option("--auto-fallback", "fallback_ks", default="",
               help="Also rows of the first method (symmetric) with the K most sensitive layers float, e.g. 1,2,4,8 (ranked on 8 calibration images).")
+@click.option("--reconstruct", "recon_bits", default="",
+              help="Also UH rows with reconstruction (+rc) at these widths, e.g. 8,4 (8: shifted; below: symmetric W{b}A{b}). Needs torch.")
+@click.option("--reconstruct-iters", type=click.IntRange(0, 100_000), default=RECONSTRUCT_ITERS, show_default=True, help="Steps per block for --reconstruct rows.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Also write the result JSON here (atomically).")
 @json_option
 def compare_cmd(
     model: Path | None, calib: Path | None, data: Path, calib_split: int | None, methods: str, modes: str, num_calib: int | None, num_images: int | None,
     allow_overlap: bool, bias_correction: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
-    output: Path | None, as_json: bool,
+    recon_bits: str, reconstruct_iters: int, output: Path | None, as_json: bool,
 ) -> None:
     """Calibrate MODEL once with every method, quantize each in the requested modes, and evaluate FP32 and
     every QDQ model on the same --data images: label mAP with the drop's paired-bootstrap 95% CI, FP32
@@ -64,7 +68,7 @@ def compare_cmd(
         allow_overlap=allow_overlap,
         post=PostProcess(conf=conf, iou=iou, max_det=max_det),
         samples=samples,
-        extra_variants=_extra_rows(method_list, mode_list, low_bits, fallback_ks),
+        extra_variants=_extra_rows(method_list, mode_list, low_bits, fallback_ks, recon_bits, reconstruct_iters),
         bias_correction=bias_correction,
     )
     if output is not None:
@@ -73,19 +77,23 @@ def compare_cmd(
     emit(result, as_json, lambda r: _text(r, table_rows(r), COLUMNS))
 
 
-def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks: str):
-    """The low-bit and float-fallback rows (``qyolo_trt.analysis.rows``), or None."""
+def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks: str, recon_bits: str, recon_iters: int):
+    """The low-bit, float-fallback and reconstruction rows (``qyolo_trt.analysis.rows``), or None."""
     try:
-        bits, ks = [int(b) for b in split_csv(low_bits)], [int(k) for k in split_csv(fallback_ks)]
+        bits, ks, rbits = ([int(b) for b in split_csv(text)] for text in (low_bits, fallback_ks, recon_bits))
     except ValueError:
-        raise QyoloError("--bits and --auto-fallback take comma-separated integers") from None
-    if bad := [b for b in bits if not BITS_RANGE[0] <= b <= BITS_RANGE[1]] + [k for k in ks if k < 0]:
-        raise QyoloError(f"--bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]} and --auto-fallback >= 0 (got {bad})")
-    if not bits and not ks:
+        raise QyoloError("--bits, --auto-fallback and --reconstruct take comma-separated integers") from None
+    if bad := [b for b in bits + rbits if not BITS_RANGE[0] <= b <= BITS_RANGE[1]] + [k for k in ks if k < 0]:
+        raise QyoloError(f"--bits and --reconstruct must be in {BITS_RANGE[0]}..{BITS_RANGE[1]} and --auto-fallback >= 0 (got {bad})")
+    if not bits and not ks and not rbits:
         return None
-    from ..analysis.rows import chained, fallback_rows, lowbit_rows
+    from ..analysis.rows import chained, fallback_rows, lowbit_rows, reconstruct_rows
 
-    return chained(*([lowbit_rows(methods, modes, bits)] if bits else []), *([fallback_rows(methods[0], ks)] if ks else []))
+    if rbits:
+        lazy_import("torch", "export", "torch (needed by --reconstruct)")
+
+    return chained(*([lowbit_rows(methods, modes, bits)] if bits else []), *([fallback_rows(methods[0], ks)] if ks else []),
+                   *([reconstruct_rows(rbits, recon_iters)] if rbits else []))
 
 
 def _text(result: dict[str, Any], rows: list[dict[str, Any]], columns: list[str]) -> str:
