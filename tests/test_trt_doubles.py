@@ -101,10 +101,22 @@ def test_standard_tensorrt_builds_only_for_the_local_gpu(monkeypatch, tiny):
 
 
 def test_no_gpu_fails_before_any_tensorrt_object(monkeypatch, tiny):
-    trt, _ = install_doubles(monkeypatch, 10, devices=())
-    with pytest.raises(DependencyError, match="no CUDA GPU available .*cudaErrorInsufficientDriver"):
+    """An old driver under cuda-python 13 (``(cudaErrorInsufficientDriver, None)``) names the fix, not just "no GPU"."""
+    trt, cudart = install_doubles(monkeypatch, 10, devices=())
+    assert cudart.cudaGetDeviceCount() == (cudart.cudaError_t.cudaErrorInsufficientDriver, None)  # cuda-python's failure shape
+    with pytest.raises(DependencyError, match=r"no CUDA GPU available .*cudaErrorInsufficientDriver.*driver >= 580.*'cuda-python>=12,<13'"):
         build_engine(tiny(), backend="tensorrt", targets=("sm90",))
     assert trt.stats == {"builders": 0, "runtimes": 0, "builds": [], "plugins": False}
+
+
+def test_cuda_python_is_pinned_below_13():
+    """cuda-python 13 needs a driver >= 580: the trt extra (and dev, which runs the real no-driver test) stay on 12."""
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("trt", "dev"):
+        assert [d for d in extras[extra] if d.startswith("cuda-python")] == ["cuda-python>=12,<13"], extra
 
 
 def test_auto_picks_tensorrt_only_with_a_gpu(monkeypatch):

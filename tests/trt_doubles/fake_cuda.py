@@ -1,4 +1,5 @@
-"""A fake ``cuda.bindings.runtime``: same call shapes ((err, value) tuples), device memory in host RAM."""
+"""A fake ``cuda.bindings.runtime``: same call shapes ((err, value) tuples; ``(err, None)`` on failure, as cuda-python
+12.9 / 13 return), a current device that only ``cudaSetDevice`` changes, device memory in host RAM."""
 
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ class FakeCudart:
     def cudaGetErrorString(self, err: cudaError_t) -> tuple[cudaError_t, bytes]:
         return cudaError_t.cudaSuccess, _MESSAGES.get(err, b"unknown error")
 
-    def cudaGetDeviceCount(self) -> tuple[cudaError_t, int]:
-        return (self.error, 0) if self.error else (cudaError_t.cudaSuccess, len(self.devices))
+    def cudaGetDeviceCount(self) -> tuple[cudaError_t, int | None]:
+        return (self.error, None) if self.error else (cudaError_t.cudaSuccess, len(self.devices))
 
     def cudaGetDeviceProperties(self, device: int) -> tuple[cudaError_t, cudaDeviceProp | None]:
         if device >= len(self.devices):
@@ -79,9 +80,9 @@ class FakeCudart:
         self.current = device
         return (cudaError_t.cudaSuccess,)
 
-    def _alloc(self, nbytes: int) -> tuple[cudaError_t, int]:
+    def _alloc(self, nbytes: int) -> tuple[cudaError_t, int | None]:
         if not self.devices:
-            return cudaError_t.cudaErrorNoDevice, 0
+            return cudaError_t.cudaErrorNoDevice, None
         buf = (ctypes.c_uint8 * max(nbytes, 1))()
         self.memory[ctypes.addressof(buf)] = buf
         self.placement[ctypes.addressof(buf)] = self.current

@@ -86,10 +86,10 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
         ITensor.set_dynamic_range = lambda self, lo, hi: setattr(self, "dynamic_range", (lo, hi)) or True
 
     class INetworkDefinition:
-        __slots__ = ("flags", "inputs", "outputs", "model", "types")
+        __slots__ = ("flags", "inputs", "outputs", "model", "types", "shapes")
 
         def __init__(self, flags: int) -> None:
-            self.flags, self.inputs, self.outputs, self.model, self.types = flags, [], [], None, {}
+            self.flags, self.inputs, self.outputs, self.model, self.types, self.shapes = flags, [], [], None, {}, {}
 
         num_inputs = property(lambda self: len(self.inputs))
         num_outputs = property(lambda self: len(self.outputs))
@@ -100,9 +100,12 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
         def get_output(self, i: int) -> ITensor:
             return self.outputs[i]
 
+    def _dims(vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+        """-1 for a dynamic dimension, as the inspector shows it without an execution context."""
+        return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim)
+
     def _tensor(vi: onnx.ValueInfoProto) -> ITensor:
-        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim)
-        return ITensor(vi.name, dims, DataType[_ELEM[vi.type.tensor_type.elem_type]])
+        return ITensor(vi.name, _dims(vi), DataType[_ELEM[vi.type.tensor_type.elem_type]])
 
     class OnnxParser:
         __slots__ = ("network", "logger", "errors")
@@ -140,6 +143,7 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
             inferred = onnx.shape_inference.infer_shapes(m)
             for vi in [*inferred.graph.value_info, *m.graph.input, *m.graph.output]:
                 net.types[vi.name] = vi.type.tensor_type.elem_type
+                net.shapes[vi.name] = list(_dims(vi))
             for i in m.graph.initializer:
                 net.types[i.name] = i.data_type
             return True
@@ -244,8 +248,9 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
             layers.append({
                 "Name": n.name,
                 "LayerType": _LAYER_TYPES.get(n.op_type, "PointWiseV2"),
-                "Inputs": [{"Name": i, "Location": "Device", "Format/Datatype": _FORMAT.get(d := dtype(i, fed_by_qdq(i)), d)} for i in acts],
-                "Outputs": [{"Name": o, "Location": "Device", "Format/Datatype": _FORMAT.get(d := dtype(
+                "Inputs": [{"Name": i, "Location": "Device", "Dimensions": net.shapes[i],
+                            "Format/Datatype": _FORMAT.get(d := dtype(i, fed_by_qdq(i)), d)} for i in acts],
+                "Outputs": [{"Name": o, "Location": "Device", "Dimensions": net.shapes[o], "Format/Datatype": _FORMAT.get(d := dtype(
                     o, any(c.op_type == "QuantizeLinear" for c in consumers.get(o, []))), d)} for o in n.output],
                 "Metadata": "".join(f"[ONNX Layer: {x}]" for x in [n.name, *dqs]),
             })
@@ -385,7 +390,7 @@ def make_trt(major: int, *, cudart: Any = None, version: str | None = None) -> t
             trt.stats["runtimes"] += 1
 
         def deserialize_cuda_engine(self, data: bytes) -> ICudaEngine | None:
-            if cudart is None or cudart.cudaGetDeviceCount()[1] == 0:
+            if cudart is None or not cudart.cudaGetDeviceCount()[1]:  # (err, None) without a driver
                 self.logger.log(Severity.ERROR, "CUDA initialization failure with error: 35")
                 return None
             try:

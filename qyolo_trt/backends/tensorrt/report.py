@@ -2,17 +2,19 @@
 
 Two sources, one result (``EngineReport``):
 - the builder's VERBOSE log with ``ProfilingVerbosity.DETAILED`` (TensorRT-RTX, no GPU needed): one line per
-  layer, ``Name: ..., LayerType: ..., Inputs: [ { ... Datatype: Int8 ... } ], Constants: [...], Outputs: [...],
-  ..., Metadata: [ONNX Layer: /model.0/conv/Conv][ONNX Layer: ...]``;
+  layer, ``Name: ..., LayerType: ..., Inputs: [ { Name: x, Dimensions: [1,3,640,640], ..., Datatype: Float, ... } ],
+  Constants: [...], Outputs: [...], ..., Metadata: [ONNX Layer: /model.0/conv/Conv][ONNX Layer: ...]``;
 - ``IEngineInspector.get_engine_information(LayerInformationFormat.JSON)`` (standard TensorRT 10/11, needs a
-  deserialised engine): ``{"Layers": [{"Name", "LayerType", "Inputs": [{"Format/Datatype" | "Datatype"}], ...,
+  deserialised engine): ``{"Layers": [{"Name", "LayerType", "Inputs": [{"Dimensions", "Format/Datatype"}], ...,
   "Metadata"}]}``.
-A Conv "runs INT8" when an engine layer that implements it reads an Int8 activation.
+A Conv "runs INT8" when an engine layer that implements it reads an Int8 activation. Activation traffic is the sum
+over layer outputs of elements x dtype size; a dynamic dimension (-1 in both sources) counts as 1, i.e. per image.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -32,6 +34,7 @@ _DTYPES = (  # (pattern, canonical name), most specific first
     (r"\bfp32\b|\bfloat\b|\bfloat32\b", "Float"),
     (r"\bbool\b", "Bool"),
 )
+DTYPE_BITS = {"Int4": 4, "Int8": 8, "FP8": 8, "Bool": 8, "Half": 16, "BFloat16": 16, "Float": 32, "Int32": 32, "Int64": 64}
 _ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]*)\]")
 _LINE = re.compile(r"^Name: (?P<name>.*?), LayerType: (?P<type>[^,]*), Inputs: \[(?P<inputs>.*?)\], (?:Constants|Outputs): \[")
 _OUTPUTS = re.compile(r"Outputs: \[(?P<outputs>.*?)\], TacticName:")
@@ -46,10 +49,21 @@ class LayerInfo:
     input_dtypes: tuple[str, ...]
     output_dtypes: tuple[str, ...]
     onnx_nodes: tuple[str, ...]
+    output_shapes: tuple[tuple[int, ...], ...] = ()  # one per output; empty when the source gave no dimensions
 
     @property
     def reads_int8(self) -> bool:
         return "Int8" in self.input_dtypes
+
+    @property
+    def output_bytes(self) -> dict[str, int] | None:
+        """Bytes this layer writes, per dtype (dynamic dimensions count as 1); None without shapes for every output."""
+        if len(self.output_shapes) != len(self.output_dtypes):
+            return None
+        out: Counter[str] = Counter()
+        for dtype, shape in zip(self.output_dtypes, self.output_shapes):
+            out[dtype] += math.prod(d if d >= 0 else 1 for d in shape) * DTYPE_BITS.get(dtype, 0) // 8
+        return dict(out)
 
 
 @dataclass
@@ -69,11 +83,27 @@ class EngineReport:
         """The engine's precision mix: layer outputs per dtype, e.g. ``{"Float": 58, "Half": 6, "Int8": 55}``."""
         return dict(sorted(Counter(d for layer in self.layers for d in layer.output_dtypes).items()))
 
+    @property
+    def activation_bytes_by_dtype(self) -> dict[str, int] | None:
+        """Bytes of activation traffic (the engine's layer outputs) per dtype; None when a layer lacks shapes."""
+        per_layer = [layer.output_bytes for layer in self.layers]
+        if not per_layer or None in per_layer:
+            return None
+        return dict(sorted(sum(map(Counter, per_layer), Counter()).items()))
+
+    @property
+    def activation_bytes(self) -> int | None:
+        """Total bytes of activation traffic per image; None when unknown."""
+        by_dtype = self.activation_bytes_by_dtype
+        return None if by_dtype is None else sum(by_dtype.values())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "num_layers": len(self.layers),
             "layers_by_type": self.layers_by_type,
             "output_dtypes": self.output_dtypes,
+            "activation_bytes": self.activation_bytes,
+            "activation_bytes_by_dtype": self.activation_bytes_by_dtype,
             "conv_int8": self.conv_int8,
             "conv_total": self.conv_total,
             "float_convs": self.float_convs,
@@ -84,7 +114,7 @@ class EngineReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EngineReport":
-        layers = [LayerInfo(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}) for d in data.get("layers", [])]
+        layers = [LayerInfo(**{k: _tuples(v) for k, v in d.items()}) for d in data.get("layers", [])]
         return cls(
             layers=layers,
             conv_int8=int(data["conv_int8"]),
@@ -96,14 +126,44 @@ class EngineReport:
         )
 
 
+def _tuples(value: Any) -> Any:
+    """JSON lists (nested: output shapes) back to the tuples of ``LayerInfo``."""
+    return tuple(map(_tuples, value)) if isinstance(value, list) else value
+
+
 # the whole value ("Int8", or "Thirty-two wide channel vectorized row major Int8 format" after Format/Datatype), not its first word
 _DATATYPE = re.compile(r"Datatype: ([^,}\]]+)")
+_TENSOR = re.compile(r"\{([^{}]*)\}")  # one tensor of a log line's Inputs / Outputs list
+_DIMS = re.compile(r"Dimensions: \[([^\]]*)\]")
 
 
 def canonical_dtype(text: str) -> str:
     """``"Int8"``, ``"Thirty-two wide channel vectorized row major Int8 format."``, ``"FP16"`` -> canonical name."""
     low = text.lower()
     return next((name for pattern, name in _DTYPES if re.search(pattern, low)), text.strip() or "?")
+
+
+def _log_tensors(text: str) -> list[tuple[str, tuple[int, ...] | None]]:
+    """``{ Name: a, Dimensions: [1,4,8,8], ..., Datatype: Int8, ... }, ...`` -> [(dtype, shape or None)]."""
+    out = []
+    for body in _TENSOR.findall(text):
+        dtype, dims = _DATATYPE.search(body), _DIMS.search(body)
+        shape = tuple(int(d) for d in dims.group(1).split(",") if d.strip()) if dims else None
+        out.append((canonical_dtype(dtype.group(1) if dtype else ""), shape))
+    return out
+
+
+def _layer(name: str, type_: str, inputs: list, outputs: list, metadata: str) -> LayerInfo:
+    """A ``LayerInfo`` from [(dtype, shape or None)] lists; shapes kept only when every output has one."""
+    shapes = tuple(s for _, s in outputs)
+    return LayerInfo(
+        name=name,
+        type=type_,
+        input_dtypes=tuple(d for d, _ in inputs),
+        output_dtypes=tuple(d for d, _ in outputs),
+        onnx_nodes=tuple(_ONNX_LAYER.findall(metadata)),
+        output_shapes=shapes if None not in shapes else (),
+    )
 
 
 def parse_layer_log(messages: Iterable[str]) -> list[LayerInfo]:
@@ -114,20 +174,15 @@ def parse_layer_log(messages: Iterable[str]) -> list[LayerInfo]:
         if not m or m.group("name") in layers:
             continue
         out = _OUTPUTS.search(line, m.end("inputs"))
-        meta = line.rpartition("Metadata:")[2]
-        layers[m.group("name")] = LayerInfo(
-            name=m.group("name"),
-            type=m.group("type").strip(),
-            input_dtypes=tuple(canonical_dtype(d) for d in _DATATYPE.findall(m.group("inputs"))),
-            output_dtypes=tuple(canonical_dtype(d) for d in _DATATYPE.findall(out.group("outputs") if out else "")),
-            onnx_nodes=tuple(_ONNX_LAYER.findall(meta)),
-        )
+        layers[m.group("name")] = _layer(m.group("name"), m.group("type").strip(), _log_tensors(m.group("inputs")),
+                                         _log_tensors(out.group("outputs") if out else ""), line.rpartition("Metadata:")[2])
     return list(layers.values())
 
 
-def _tensor_dtype(tensor: Mapping[str, Any]) -> str:
+def _json_tensor(tensor: Mapping[str, Any]) -> tuple[str, tuple[int, ...] | None]:
     raw = tensor.get("Datatype") or tensor.get("DataType") or tensor.get("Format/Datatype") or ""
-    return canonical_dtype(str(raw))
+    dims = tensor.get("Dimensions")
+    return canonical_dtype(str(raw)), tuple(int(d) for d in dims) if isinstance(dims, list) else None
 
 
 def parse_inspector_json(text: str) -> list[LayerInfo]:
@@ -137,13 +192,9 @@ def parse_inspector_json(text: str) -> list[LayerInfo]:
     for layer in data.get("Layers", []):
         if not isinstance(layer, dict) or layer.get("Name") in layers:
             continue  # LAYER_NAMES_ONLY gives bare strings: nothing to report
-        layers[layer["Name"]] = LayerInfo(
-            name=layer["Name"],
-            type=str(layer.get("LayerType", "?")),
-            input_dtypes=tuple(_tensor_dtype(t) for t in layer.get("Inputs", [])),
-            output_dtypes=tuple(_tensor_dtype(t) for t in layer.get("Outputs", [])),
-            onnx_nodes=tuple(_ONNX_LAYER.findall(str(layer.get("Metadata", "")))),
-        )
+        layers[layer["Name"]] = _layer(layer["Name"], str(layer.get("LayerType", "?")),
+                                       [_json_tensor(t) for t in layer.get("Inputs", [])],
+                                       [_json_tensor(t) for t in layer.get("Outputs", [])], str(layer.get("Metadata", "")))
     return list(layers.values())
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
+from ...defaults import ENGINE_PRECISIONS
 from ...errors import QyoloError
 from ...fileio import read_json, sha256_bytes
 from .builder import BuildResult
@@ -79,7 +80,7 @@ def _bad_field(data: dict[str, Any]) -> str | None:
         "backend": lambda v: isinstance(v, str),
         "backend_version": lambda v: isinstance(v, str),
         "targets": lambda v: isinstance(v, list) and bool(v) and all(isinstance(t, str) for t in v),
-        "precision": lambda v: v in ("int8", "fp16", "fp32"),
+        "precision": lambda v: v in ENGINE_PRECISIONS,
         "inputs": lambda v: isinstance(v, list) and bool(v) and all(map(_is_tensor, v)),
         "outputs": lambda v: isinstance(v, list) and bool(v) and all(map(_is_tensor, v)),
         "engine_sha256": lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
@@ -144,6 +145,14 @@ def short_list(names: list[str], limit: int = 8) -> str:
     return f"{len(names)}: {', '.join(names[:limit])}, ... (+{len(names) - limit} more; --json lists all)"
 
 
+def traffic_text(by_dtype: dict[str, int] | None) -> str:
+    """``76.70 MB per image (Float 55.88, Half 5.72, Int8 15.10)``; unknown for reports without layer shapes."""
+    if by_dtype is None:
+        return "unknown (no layer shapes in this report; rebuild to get them)"
+    parts = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in by_dtype.items())
+    return f"{sum(by_dtype.values()) / 1e6:.2f} MB per image" + (f" ({parts})" if parts else "")
+
+
 def summary_text(info: dict[str, Any]) -> str:
     """Human text for one engine: what it targets and what the builder did with the model."""
     rep = info.get("report") or {}
@@ -158,6 +167,7 @@ def summary_text(info: dict[str, Any]) -> str:
         lines += [
             f"  layers:  {rep.get('num_layers', 0)} ({layers})",
             "  layer outputs by dtype: " + (", ".join(f"{k} {v}" for k, v in rep.get("output_dtypes", {}).items()) or "-"),
+            f"  activation traffic: {traffic_text(rep.get('activation_bytes_by_dtype'))}",
             f"  convs with INT8 input: {rep['conv_int8']}/{rep['conv_total']}",
             f"  float convs: {short_list(rep.get('float_convs', []))}",
             f"  float nodes: {len(rep.get('float_nodes', []))} (not Q/DQ)",
