@@ -178,3 +178,17 @@ def test_reconstruct_without_torch_is_one_error_line(tmp_path) -> None:
     lines = proc.stderr.splitlines()  # refused before calibrating
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: torch") and "qyolo-trt[export]" in lines[0], proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_ort_runs_fp16_qdq_models_with_concat_groups(tmp_path) -> None:
+    """ORT fuses a Concat's Q/DQ into QLinearConcat, whose kernel rejects float16 scales: the runner keeps Q/DQ unfused."""
+    from qyolo_trt.backends import get_runner
+
+    model = tiny_detector()
+    fp16 = run(model, fixed_scales(model), QuantizeConfig(mode="symmetric", float_dtype="fp16")).model
+    assert any(n.op_type == "Concat" for n in fp16.graph.node)
+    onnx.save(fp16, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    with get_runner("ort", tmp_path / "m.onnx") as runner:
+        (y,) = runner.infer({"images": x}).values()
+    assert y.dtype == np.float32 and np.isfinite(y).all()
