@@ -53,7 +53,7 @@ class BuildRequest:
     bias_correction: bool = BUILD_BIAS_CORRECTION  # fold each quantized conv's mean error on the calibration images into its bias
     reconstruct: bool = BUILD_RECONSTRUCT  # learned weight rounding + bias refit on the calibration images (torch)
     reconstruct_iters: int = RECONSTRUCT_ITERS
-    float_dtype: str = BUILD_FLOAT_DTYPE  # INT8 engines: non-INT8 parts in half precision (GPU targets)
+    float_dtype: str = BUILD_FLOAT_DTYPE  # INT8 engines: "fp16" runs the non-INT8 parts in half precision
     precision: str = DEFAULT_PRECISION
     backend: str = "auto"
     gpus: tuple[str, ...] = ()
