@@ -33,24 +33,30 @@ from qyolo_trt.fileio import json_text, write_text_atomic  # noqa: E402
 from qyolo_trt.model import load_onnx  # noqa: E402
 from qyolo_trt.qdq import QuantizeConfig  # noqa: E402
 from qyolo_trt.qdq.passes.bias_correction import bias_correct  # noqa: E402
+from qyolo_trt.qdq.passes.float16 import to_float16  # noqa: E402
 from qyolo_trt.qdq.pipeline import run  # noqa: E402
 
 SPLITS = {"A": (slice(0, 32), slice(32, 64)), "B": (slice(64, 96), slice(0, 32))}  # (calibrate, score)
 BASELINE = "shifted+bc"  # today's `build` default
 COLUMNS = ["model", "split", "variant", "TensorRT", "FP32 agreement", "head SQNR dB", "seconds"]
-# variant -> (config options, bias correction after the pipeline). "+bc" is applied last, on the variant's own model.
-VARIANTS: dict[str, tuple[dict, bool]] = {
-    "shifted": ({"mode": "shifted"}, False),
-    "shifted+bc": ({"mode": "shifted"}, True),
-    "shifted+rc": ({"mode": "shifted", "reconstruct": True}, False),
-    "shifted+rc+bc": ({"mode": "shifted", "reconstruct": True}, True),
-    "symmetric+rc": ({"mode": "symmetric", "reconstruct": True}, False),
-    "asymmetric": ({"mode": "asymmetric"}, False),
+# variant -> (rewrite + reconstruction options, bias correction, fp16 float parts): the passes after reconstruction
+# (bias correction, then fp16) are applied here in the pipeline's order, so variants share their reconstruction run.
+VARIANTS: dict[str, tuple[dict, bool, bool]] = {
+    "shifted": ({"mode": "shifted"}, False, False),
+    "shifted+bc": ({"mode": "shifted"}, True, False),
+    "shifted+bc/fp16": ({"mode": "shifted"}, True, True),
+    "symmetric+bc": ({"mode": "symmetric"}, True, False),
+    "symmetric+bc/fp16": ({"mode": "symmetric"}, True, True),
+    "shifted+rc": ({"mode": "shifted", "reconstruct": True}, False, False),
+    "shifted+rc+bc": ({"mode": "shifted", "reconstruct": True}, True, False),
+    "shifted+rc/fp16": ({"mode": "shifted", "reconstruct": True}, False, True),
+    "symmetric+rc": ({"mode": "symmetric", "reconstruct": True}, False, False),
+    "asymmetric": ({"mode": "asymmetric"}, False, False),
 }
 
 
 def _variants(fp32: onnx.ModelProto, calib: list[Path], names: list[str], iters: int) -> dict[str, tuple[onnx.ModelProto, float]]:
-    """name -> (QDQ model, seconds); models that differ only by the final bias correction share their pipeline run."""
+    """name -> (QDQ model, seconds)."""
     t0 = time.perf_counter()
     scales = calibrate(fp32, calib, methods=("uh",), progress_desc="calibrate")["uh"]
     calib_s = time.perf_counter() - t0
@@ -58,19 +64,18 @@ def _variants(fp32: onnx.ModelProto, calib: list[Path], names: list[str], iters:
     runs: dict[str, tuple[onnx.ModelProto, float]] = {}
     out: dict[str, tuple[onnx.ModelProto, float]] = {}
     for name in names:
-        options, bc = VARIANTS[name]
+        options, bc, fp16 = VARIANTS[name]
         key = repr(sorted(options.items()))
         if key not in runs:
             t1 = time.perf_counter()
             config = QuantizeConfig(**options, reconstruct_images=calib, reconstruct_num_images=len(calib), reconstruct_iters=iters)
             runs[key] = (run(fp32, scales, config).model, calib_s + time.perf_counter() - t1)
-            log(f"  {name}: {runs[key][1]:.0f} s")
+            log(f"  {key}: {runs[key][1]:.0f} s")
         model, seconds = runs[key]
-        if bc:
-            t1 = time.perf_counter()
-            model = bias_correct(model, fp32, feeds)[0]
-            seconds += time.perf_counter() - t1
-        out[name] = (model, seconds)
+        t1 = time.perf_counter()
+        model = bias_correct(model, fp32, feeds)[0] if bc else model
+        model = to_float16(model)[0] if fp16 else model
+        out[name] = (model, seconds + time.perf_counter() - t1)
     return out
 
 
