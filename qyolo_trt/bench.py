@@ -21,6 +21,7 @@ from .lazy import lazy_import
 from .model import load_detector
 
 OV_PRECISIONS = ("auto", "both", "default", "f32")
+HINTS = ("latency", "throughput")  # --hint: OpenVINO's performance hint (throughput: several infer requests per round)
 RunnerFactory = Callable[..., Runner]
 Clock = Callable[[], float]
 
@@ -39,13 +40,19 @@ class Variant:
         return f"{self.artifact.name} [{precision}]" if precision else self.artifact.name
 
 
-def plan(artifacts: Sequence[str | os.PathLike], backend: str | None, threads: int = 0, ov_precision: str = "auto") -> list[Variant]:
+def plan(artifacts: Sequence[str | os.PathLike], backend: str | None, threads: int = 0, ov_precision: str = "auto",
+         hint: str = HINTS[0]) -> list[Variant]:
     """The variants to time, in report order. On OpenVINO, ``ov_precision`` "auto" runs the first
     artifact (the FP32 baseline) both with f32 forced and in OpenVINO's default precision, the others
     in the default; "both" runs every artifact both ways; "default" / "f32" runs all one way. OpenVINO
-    outputs are not copied (like ``benchmark_app``); ONNX Runtime returns fresh arrays without a copy anyway."""
+    outputs are not copied (like ``benchmark_app``); ONNX Runtime returns fresh arrays without a copy anyway.
+    ``hint`` "throughput" (OpenVINO only): each round runs OpenVINO's optimal number of parallel infer requests."""
     if ov_precision not in OV_PRECISIONS:
         raise QyoloError(f"unknown OpenVINO precision mode {ov_precision!r}; choose from {', '.join(OV_PRECISIONS)}")
+    if hint not in HINTS:
+        raise QyoloError(f"unknown performance hint {hint!r}; choose from {', '.join(HINTS)}")
+    if hint != HINTS[0] and backend != "openvino":
+        raise QyoloError(f"--hint {hint} is an OpenVINO performance hint: add --backend openvino")
     paths = [Path(a) for a in artifacts]
     if not paths:
         raise QyoloError("nothing to benchmark: give at least one artifact")
@@ -57,7 +64,7 @@ def plan(artifacts: Sequence[str | os.PathLike], backend: str | None, threads: i
     per_artifact = {"auto": [both] + [("default",)] * (len(paths) - 1), "both": [both] * len(paths)}.get(
         ov_precision, [(ov_precision,)] * len(paths)
     )
-    options = {"threads": threads, "share_outputs": True}
+    options = {"threads": threads, "share_outputs": True, "hint": hint}
     return [Variant(p, backend, {"precision": prec, **options}) for p, precs in zip(paths, per_artifact) for prec in precs]
 
 
@@ -82,9 +89,10 @@ def time_interleaved(calls: Sequence[Callable[[], object]], warmup: int, iters: 
     return latencies
 
 
-def summarize(latencies: np.ndarray, batch: int = 1) -> list[dict[str, float]]:
-    """Per row of ``latencies`` (seconds): p50/p90/p99/mean in ms, throughput in images/s (batch / mean),
-    and ``ratio``: the first row's p50 over this row's (the speed-up against the first; > 1 is faster)."""
+def summarize(latencies: np.ndarray, batch: int | np.ndarray = 1) -> list[dict[str, float]]:
+    """Per row of ``latencies`` (seconds): p50/p90/p99/mean in ms, throughput in images/s (batch / mean; ``batch`` may
+    be one number per row: the images one call of that row runs), and ``ratio``: the first row's p50 over this row's
+    (the speed-up against the first; > 1 is faster)."""
     p50, p90, p99 = np.percentile(latencies, [50, 90, 99], axis=1) * 1e3
     mean = latencies.mean(axis=1) * 1e3
     throughput = batch * 1e3 / mean
@@ -121,9 +129,10 @@ def run_bench(
     factory: RunnerFactory = get_runner,
     clock: Clock = time.perf_counter,
 ) -> dict[str, Any]:
-    """Load every variant, time them interleaved, and return ``{"batch", "warmup", "iters", "baselines", "rows"}``;
+    """Load every variant, time them interleaved, and return ``{"batch", "warmup", "iters", "hint", "baselines", "rows"}``;
     each row has the variant, the runner's ``describe()``, the ``summarize`` statistics and ``ratios``: its
-    speed-up against each baseline (the rows of the first artifact, e.g. FP32 with f32 forced and default)."""
+    speed-up against each baseline (the rows of the first artifact, e.g. FP32 with f32 forced and default), by p50
+    latency, or with the throughput hint (a round = several parallel requests) by images/s."""
     if warmup < 0 or iters < 1 or batch < 1:
         raise QyoloError("need --iters >= 1, --warmup >= 0 and --batch >= 1")
     inputs = [make_input(input_shape(v.artifact, v.backend), batch) for v in variants]
@@ -132,12 +141,15 @@ def run_bench(
         calls = [partial(r.infer, {r.input_name: x}) for r, x in zip(runners, inputs)]
         latencies = time_interleaved(calls, warmup, iters, clock)
         described = [r.describe() for r in runners]
+    images = np.array([batch * d.get("requests", 1) for d in described])
+    hint = HINTS[1] if any(v.options.get("hint") == HINTS[1] for v in variants) else HINTS[0]
     labels = [v.label if [u.label for u in variants[:i]].count(v.label) == 0 else f"{v.label} #{i + 1}" for i, v in enumerate(variants)]
     rows = [
         {"label": label, "artifact": str(v.artifact), "backend": v.backend, "runner": d, **stats}
-        for label, v, d, stats in zip(labels, variants, described, summarize(latencies, batch))
+        for label, v, d, stats in zip(labels, variants, described, summarize(latencies, images))
     ]
     baselines = [r for r in rows if (r["artifact"], r["backend"]) == (rows[0]["artifact"], rows[0]["backend"])]
     for r in rows:
-        r["ratios"] = {b["label"]: b["p50_ms"] / r["p50_ms"] for b in baselines}
-    return {"batch": batch, "warmup": warmup, "iters": iters, "baselines": [b["label"] for b in baselines], "rows": rows}
+        speedup = (lambda b: r["throughput"] / b["throughput"]) if hint == HINTS[1] else (lambda b: b["p50_ms"] / r["p50_ms"])
+        r["ratios"] = {b["label"]: speedup(b) for b in baselines}
+    return {"batch": batch, "warmup": warmup, "iters": iters, "hint": hint, "baselines": [b["label"] for b in baselines], "rows": rows}

@@ -57,4 +57,4 @@ def test_build_names_options_and_writes_one_engine(tmp_path):
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX not installed")
     summary = q.build(gpus=("rtx4090",), num_images=1, output=tmp_path / "x.engine")
     assert [e["engine"] for e in summary["engines"]] == [str(tmp_path / "x.engine")] and summary["quality"] is None  # 1 image: none held out
-    assert json.loads((tmp_path / "x.engine.json").read_text())["options"]["float_dtype"] == "fp16"
+    assert json.loads((tmp_path / "x.engine.json").read_text())["options"]["float_dtype"] == "fp32"  # defaults.BUILD_FLOAT_DTYPE

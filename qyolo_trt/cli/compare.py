@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..defaults import BITS_RANGE, METHODS, MODES, RECONSTRUCT_ITERS
+from ..defaults import BITS_RANGE, DEFAULT_TARGET, METHODS, MODES, TARGETS, RECONSTRUCT_ITERS
 from ..errors import QyoloError
 from ..fileio import write_json_atomic
 from ..lazy import lazy_import
@@ -28,6 +28,10 @@ from .common import emit, format_table, json_option, log, post_options, split_cs
 @click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
               help="Also UH TensorRT rows with bias correction on the calibration images (+bc), as `build` does.")
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Add ONNX Runtime's quantize_static as a row.")
+@click.option("--targets", default="", help=f"Also a row per CPU target placement ({', '.join(t for t in TARGETS if t != DEFAULT_TARGET)}; "
+              "comma separated), timed on its runtime against the FP32 model in that runtime's default precision.")
+@click.option("--speed-iters", type=click.IntRange(0, 100_000), default=30, show_default=True,
+              help="Interleaved rounds of the --targets timing (0: accuracy only).")
 @click.option("--bootstrap", "samples", type=click.IntRange(10), default=1000, show_default=True, help="Bootstrap resamplings for the drop's 95% CI.")
 @post_options
 @click.option("--bits", "low_bits", default="", help="Also W{b}A{b} rows for these low-bit widths, e.g. 4,6 (fake-quantized; symmetric/asymmetric).")
@@ -40,21 +44,25 @@ from .common import emit, format_table, json_option, log, post_options, split_cs
 @json_option
 def compare_cmd(
     model: Path | None, calib: Path | None, data: Path, calib_split: int | None, methods: str, modes: str, num_calib: int | None, num_images: int | None,
-    allow_overlap: bool, bias_correction: bool, peers: bool, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
+    allow_overlap: bool, bias_correction: bool, peers: bool, targets: str, speed_iters: int, samples: int, conf: float, iou: float, max_det: int, low_bits: str, fallback_ks: str,
     recon_bits: str, reconstruct_iters: int, output: Path | None, as_json: bool,
 ) -> None:
     """Calibrate MODEL once with every method, quantize each in the requested modes, and evaluate FP32 and
     every QDQ model on the same --data images: label mAP with the drop's paired-bootstrap 95% CI, FP32
-    agreement, head SQNR, calibration seconds. Calibration and evaluation images must be disjoint."""
+    agreement, head SQNR, calibration seconds; with --targets, each target's INT8 speed against its runtime's FP32
+    default, and a plain note where INT8 is not faster. Calibration and evaluation images must be disjoint."""
     from ..api import compare
-    from ..eval.compare import COLUMNS, table_rows
+    from ..eval.compare import table_columns, table_rows
     from ..eval.decode import PostProcess
     from ..fileio import refuse_overwrite
 
     refuse_overwrite([output], [model, calib, data])
-    method_list, mode_list = split_csv(methods), split_csv(modes)
+    method_list, mode_list, target_list = split_csv(methods), split_csv(modes), split_csv(targets)
     if not method_list or not mode_list:
         raise QyoloError("--methods and --modes need at least one name each")
+    if bad := [t for t in target_list if t not in TARGETS or t == DEFAULT_TARGET]:
+        raise QyoloError(f"--targets takes {', '.join(t for t in TARGETS if t != DEFAULT_TARGET)} (got {', '.join(bad)}); "
+                         f"the {DEFAULT_TARGET} placement is every --modes row")
     result = compare(
         model,
         calib,
@@ -70,11 +78,13 @@ def compare_cmd(
         samples=samples,
         extra_variants=_extra_rows(method_list, mode_list, low_bits, fallback_ks, recon_bits, reconstruct_iters),
         bias_correction=bias_correction,
+        targets=target_list,
+        speed_iters=speed_iters,
     )
     if output is not None:
         write_json_atomic(output, result)
         log(f"compare: wrote {output}")
-    emit(result, as_json, lambda r: _text(r, table_rows(r), COLUMNS))
+    emit(result, as_json, lambda r: _text(r, table_rows(r), table_columns(r)))
 
 
 def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks: str, recon_bits: str, recon_iters: int):
@@ -98,4 +108,4 @@ def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks
 
 def _text(result: dict[str, Any], rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = f"{result['model']}: calibrated on {result['calib_images']} images, evaluated on {result['eval_images']} ({result['data']})"
-    return head + "\n" + format_table(rows, columns)
+    return "\n".join([head, format_table(rows, columns), *(f"note: {n}" for n in result.get("notes", []))])

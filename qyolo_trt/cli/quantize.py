@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES, METHODS, MODES,
-                        RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS,
-                        SENSITIVITY_IMAGES, WEIGHT_CLIPS, default_model)
+from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, DEFAULT_TARGET, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
+                        METHODS, MODES, RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS,
+                        SENSITIVITY_IMAGES, TARGETS, WEIGHT_CLIPS, default_model)
 from ..errors import QyoloError
 from ..fileio import refuse_overwrite, write_bytes_atomic
 from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
@@ -23,9 +23,13 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--images", help="Calibrate on these images first (folder, YOLO dataset, .txt list, COCO json).")
 @click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True, help="Calibration method with --images.")
 @click.option("--num-images", type=click.IntRange(1), default=None, help="With --images: at most this many images.")
+@click.option("--target", type=click.Choice(TARGETS), default=DEFAULT_TARGET, show_default=True,
+              help="Runtime the Q/DQ placement is made for: tensorrt (explicit quantization), openvino (CPU plugin: residual "
+                   "Adds float), ort (ONNX Runtime CPU: a Q after every conv and SiLU step, so QLinearConv forms; the "
+                   "pre-SiLU ranges are measured on the bias-correction images).")
 @click.option("--mode", type=click.Choice(MODES),
-              help="shifted (default; shifted-symmetric UH where it folds exactly, symmetric elsewhere) and symmetric: "
-                   "TensorRT; asymmetric (zero points): ONNX Runtime / OpenVINO only. With --bits < 8: symmetric.")
+              help="shifted (TensorRT default; shifted-symmetric UH where it folds exactly, symmetric elsewhere) and symmetric: "
+                   "TensorRT; asymmetric (zero points, uint8): the openvino and ort default. With --bits < 8: symmetric.")
 @click.option("--weight-clip", type=click.Choice(WEIGHT_CLIPS), default=DEFAULT_WEIGHT_CLIP, show_default=True,
               help="Per-channel weight clip: minmax, or mse (lowest weight error; measured worse on yolov5n head SQNR).")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="Keep nodes whose name matches REGEX in float (repeatable).")
@@ -57,11 +61,11 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
-    mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
+    target: str, mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
     fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int,
     reconstruct: bool, reconstruct_iters: int, reconstruct_num_images: int, seed: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:
-    """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model with TensorRT-aware placement."""
+    """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model placed for --target (TensorRT by default)."""
     model = model or default_model()
     if sum(x is not None for x in (scales_path, calib_cache, images)) != 1:
         raise QyoloError("give exactly one of --scales, --calib-cache, --images")
@@ -69,7 +73,7 @@ def quantize_cmd(
     from ..qdq.config import QuantizeConfig
 
     config = QuantizeConfig(
-        mode=mode, weight_clip=weight_clip, exclude=exclude,
+        mode=mode, target=target, weight_clip=weight_clip, exclude=exclude,
         keep_float=keep_float_parts(keep_float), allow_missing=allow_missing, check_hash=calib_cache is None and not skip_hash_check,
         fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
         fallback_num_images=fallback_num_images, bias_correction=bias_correction,
@@ -100,7 +104,7 @@ def _text(result: dict[str, Any]) -> str:
         kind = entry["reason"].split(":")[0]
         reasons[kind] = reasons.get(kind, 0) + 1
     lines = [
-        f"{result['output']}  (mode {report['mode']}, scales {result['scales']})",
+        f"{result['output']}  (target {report.get('target', DEFAULT_TARGET)}, mode {report['mode']}, scales {result['scales']})",
         f"quantized: {quantized or 'nothing'}",
         f"kept float: {', '.join(f'{r} {n}' for r, n in reasons.items()) or 'nothing'}",
     ]

@@ -1,4 +1,5 @@
-"""The compare table: FP32 and every calibration method's QDQ model (and peers) on the same images."""
+"""The compare table: FP32 and every calibration method's QDQ model (and peers) on the same images; with CPU targets,
+also each target's placement with its INT8 speed against the FP32 model in that runtime's default precision."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any
 import onnx
 
 from ..backends import get_runner
+from ..bench import plan as bench_plan
+from ..bench import run_bench
 from ..data import ImageLoader
-from ..defaults import METHODS, MODES
+from ..defaults import DEFAULT_METHOD, METHODS, MODES
 from ..errors import QyoloError
 from ..fileio import sha256_file
 from ..model import inspect_detector, load_onnx
@@ -57,16 +60,18 @@ def plan(methods: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: Sequence[str], modes: Sequence[str],
-                       bias_correction: bool = True) -> tuple[list[Variant], float]:
+                       bias_correction: bool = True, targets: Sequence[str] = ()) -> tuple[list[Variant], float]:
     """One calibration pass for every method, then each (method, mode) QDQ model; with ``bias_correction``,
-    also each UH TensorRT row with its biases corrected on the calibration images (``+bc``)."""
+    also each UH TensorRT row with its biases corrected on the calibration images (``+bc``); then, per target in
+    ``targets``, UH placed by that target's profile in its default form (``uh/asymmetric@openvino``)."""
     from ..calib import calibrate
     from ..qdq.config import QuantizeConfig
     from ..qdq.pipeline import run
 
     rows = plan(methods, modes)
     t0 = time.perf_counter()
-    scales = calibrate(model, list(calib), methods=list(dict.fromkeys(m for m, _ in rows)), progress_desc="calibrate")
+    wanted = [m for m, _ in rows] + ([DEFAULT_METHOD] if targets else [])
+    scales = calibrate(model, list(calib), methods=list(dict.fromkeys(wanted)), progress_desc="calibrate")
     calib_s = time.perf_counter() - t0
     variants = []
     for method, mode in rows:
@@ -78,7 +83,39 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
             t1 = time.perf_counter()
             bc = run(model, scales[method], replace(config, bias_correction=True, bias_images=list(calib))).model
             variants.append(Variant(f"{method}/{mode}+bc", bc, TARGETS[mode], calib_s + time.perf_counter() - t1, {**info, "bias_correction": True}))
+    for target in targets:
+        t1 = time.perf_counter()
+        config = QuantizeConfig(target=target, bias_images=list(calib), bias_num_images=len(calib))
+        q = run(model, scales[DEFAULT_METHOD], config)
+        info = {"method": DEFAULT_METHOD, "mode": config.mode, "placement": target, "quantized": q.report.get("quantized")}
+        variants.append(Variant(f"{DEFAULT_METHOD}/{config.mode}@{target}", q.model, target, calib_s + time.perf_counter() - t1, info))
     return variants, calib_s
+
+
+def target_speed(fp32_path: Path, variants: Sequence[Variant], iters: int, workdir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Time each target row on its target's runtime, interleaved with the FP32 model there (one run per runtime):
+    label -> {"speed_x": FP32 p50 in the runtime's default precision / this p50, "speed_vs": that baseline}, and one
+    plain note per target whose INT8 model is not faster than that."""
+    from ..qdq.rules import PROFILES
+
+    speeds: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for backend in dict.fromkeys(b for v in variants if (b := PROFILES[v.target].backend) is not None):
+        rows = [v for v in variants if PROFILES[v.target].backend == backend]
+        paths = []
+        for v in rows:
+            paths.append(workdir / f"speed_{v.label.replace('/', '_').replace('@', '_')}.onnx")
+            onnx.save(v.model, paths[-1])
+        result = run_bench(bench_plan([fp32_path, *paths], backend), warmup=min(iters, 5), iters=iters)
+        base = next(r for r in result["rows"] if r["label"] == result["baselines"][-1])
+        precision = base["runner"].get("execution_precision", "fp32")
+        for v, r in zip(rows, result["rows"][len(result["baselines"]):]):
+            x = r["ratios"][base["label"]]
+            speeds[v.label] = {"speed_x": x, "speed_vs": f"{backend} FP32 ({precision})"}
+            if x <= 1.0:
+                notes.append(f"{v.target}: INT8 ({v.label}) is not faster than the FP32 model in {backend}'s default precision "
+                             f"({precision}) on this machine ({x:.2f}x): deploy the FP32 model there")
+    return speeds, notes
 
 
 def peer_variant(peer: PeerModel) -> Variant:
@@ -99,10 +136,13 @@ def compare(
     samples: int = DEFAULT_SAMPLES,
     extra_variants: Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]] | None = None,
     bias_correction: bool = True,
+    targets: Sequence[str] = (),
+    speed_iters: int = 30,
 ) -> dict[str, Any]:
     """Rows for FP32, each method x mode and the peers, all evaluated in one lock-step pass over ``images``
     (labels from ``data``); FP32 outputs are computed once and shared by every row. ``extra_variants(fp32, calib)``
-    adds rows (e.g. low-bit or float-fallback models from ``qyolo_trt.analysis.rows``)."""
+    adds rows (e.g. low-bit or float-fallback models from ``qyolo_trt.analysis.rows``). ``targets``: a row per
+    target placement, timed on its runtime against FP32 (``speed_iters`` interleaved rounds; 0: not timed)."""
     shared = overlap(calib, images)
     if shared and not allow_overlap:
         raise QyoloError(f"{len(shared)} evaluation image(s) are also calibration images (e.g. {shared[0]}); use disjoint sets or --allow-overlap")
@@ -110,7 +150,7 @@ def compare(
     info = inspect_detector(fp32, source=str(model_path))
     head = Head.from_names(info.layout, info.output_names)
     names = head_outputs(fp32)
-    variants, calib_s = quantized_variants(fp32, calib, methods, modes, bias_correction)
+    variants, calib_s = quantized_variants(fp32, calib, methods, modes, bias_correction, targets)
     if extra_variants is not None:
         variants += extra_variants(fp32, calib)
     if peers:
@@ -123,6 +163,8 @@ def compare(
             runners[label] = stack.enter_context(get_runner("ort", path))
         loader = ImageLoader(list(images), info.imgsz)
         preds, meters = predict(runners, loader, {k: head for k in runners}, post, "fp32", names, desc="compare")
+        placed = [v for v in variants if "placement" in v.info]
+        speeds, notes = target_speed(Path(model_path), placed, speed_iters, Path(tmp)) if placed and speed_iters else ({}, [])
     es = EvalSet.build(data, preds["fp32"], info.num_classes)
     es.set_reference(preds["fp32"])
     ref = score(preds["fp32"], es)
@@ -134,7 +176,7 @@ def compare(
         if ref_maps is not None:
             d = paired_drop(ref["label_score"], row["label_score"], weights, ref_maps)
             row.update(drop=d.drop, drop_low=d.low, drop_high=d.high)
-        rows.append({"label": v.label, "target": v.target, "calib_s": round(v.calib_seconds, 2), **v.info, **jsonable(row)})
+        rows.append({"label": v.label, "target": v.target, "calib_s": round(v.calib_seconds, 2), **v.info, **speeds.get(v.label, {}), **jsonable(row)})
     return {
         "model": str(model_path),
         "data": str(data),
@@ -147,10 +189,17 @@ def compare(
         "settings": {"conf": post.conf, "iou": post.iou, "max_det": post.max_det},
         "peers_available": available_peers(),
         "rows": rows,
+        "notes": notes,
     }
 
 
 COLUMNS = ["row", "target", "mAP50-95", "mAP50", "drop [95% CI]", "FP32 agreement", "head SQNR dB", "calib s"]
+SPEED_COLUMN = "x vs FP32 (runtime default)"
+
+
+def table_columns(result: dict[str, Any]) -> list[str]:
+    """``COLUMNS``, plus the speed column when a row was timed."""
+    return COLUMNS + ([SPEED_COLUMN] if any("speed_x" in r for r in result["rows"]) else [])
 
 
 def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,5 +217,6 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "FP32 agreement": num(r.get("agreement"), ".4f"),
             "head SQNR dB": num(r.get("sqnr_db"), ".2f"),
             "calib s": num(r.get("calib_s"), ".1f"),
+            SPEED_COLUMN: num(r.get("speed_x"), ".2f"),
         })  # fmt: skip
     return out

@@ -11,10 +11,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_KEEP_FLOAT, DEFAULT_MODE, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
+from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_KEEP_FLOAT, DEFAULT_TARGET, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
                         KEEP_FLOAT, BASE_MODE, MODES, RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS, SENSITIVITY_IMAGES,
-                        WEIGHT_CLIPS)
+                        TARGETS, WEIGHT_CLIPS)
 from ..errors import QyoloError
+from .rules.profiles import PROFILES
 
 ImageSource = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -28,7 +29,8 @@ def _choice(what: str, value: str, choices: Sequence[str]) -> None:
 class QuantizeConfig:
     """How to turn an FP32 model and its scales into a QDQ model: the rewrite, then the enabled passes."""
 
-    mode: str | None = None  # None: DEFAULT_MODE at 8 bits, BASE_MODE below
+    mode: str | None = None  # None: the target's default at 8 bits, BASE_MODE below
+    target: str = DEFAULT_TARGET  # the runtime the placement is made for (qdq.rules.PROFILES)
     bits: int = DEFAULT_BITS
     weight_clip: str = DEFAULT_WEIGHT_CLIP
     exclude: tuple[str, ...] = ()  # regexes over node names kept float
@@ -53,8 +55,8 @@ class QuantizeConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
-        if self.mode is None:
-            object.__setattr__(self, "mode", DEFAULT_MODE if self.bits == DEFAULT_BITS else BASE_MODE)
+        if self.mode is None and self.target in TARGETS:
+            object.__setattr__(self, "mode", PROFILES[self.target].default_mode if self.bits == DEFAULT_BITS else BASE_MODE)
         self.check()
 
     @property
@@ -68,7 +70,12 @@ class QuantizeConfig:
 
     def check(self) -> None:
         """Refuse choices outside their lists and option combinations that do not compose."""
+        _choice("target", self.target, TARGETS)
         _choice("mode", self.mode, MODES)
+        if self.mode not in (modes := PROFILES[self.target].modes):
+            raise QyoloError(f"--target {self.target} runs --mode {' or '.join(modes)}, not {self.mode} (a TensorRT form)")
+        if self.target != DEFAULT_TARGET and self.bits != DEFAULT_BITS:
+            raise QyoloError(f"--bits below 8 simulates the {DEFAULT_TARGET} placement; it does not combine with --target {self.target}")
         _choice("weight clip", self.weight_clip, WEIGHT_CLIPS)
         if bad := [k for k in self.keep_float if k not in KEEP_FLOAT]:
             raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")

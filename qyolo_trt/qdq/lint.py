@@ -1,4 +1,5 @@
-"""Lint a QDQ ONNX model (ours or another tool's) against TensorRT's explicit-quantization rules."""
+"""Lint a QDQ ONNX model (ours or another tool's) against a target's rules: TensorRT's explicit-quantization rules, of
+which the CPU runtimes (OpenVINO, ONNX Runtime) share the format checks but not the TensorRT-only ones."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from ..defaults import DEFAULT_TARGET, TARGETS
+from ..errors import QyoloError
 from .graph_ops import constant_values
 from .rules.conv import weight_axis
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 INT8 = onnx.TensorProto.INT8
+# issue codes that only TensorRT's explicit quantization makes errors: the CPU runtimes take zero points (uint8),
+# int32 biases and Q/DQ inside a SiLU (ONNX Runtime needs them there to form QLinearConv)
+TENSORRT_ONLY = frozenset({"zero-point", "int32", "silu-qdq"})
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,16 @@ class LintIssue:
         return asdict(self)
 
 
-def lint(model: onnx.ModelProto) -> list[LintIssue]:
-    """Every rule violation found in ``model`` (empty list: TensorRT-clean)."""
-    graph = gs.import_onnx(model)
+def lint(model: onnx.ModelProto, target: str = DEFAULT_TARGET) -> list[LintIssue]:
+    """Every violation in ``model`` of ``target``'s rules (empty list: clean for that target)."""
+    if target not in TARGETS:
+        raise QyoloError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    issues = _issues(gs.import_onnx(model))
+    return issues if target == DEFAULT_TARGET else [i for i in issues if i.code not in TENSORRT_ONLY]
+
+
+def _issues(graph: gs.Graph) -> list[LintIssue]:
+    """Every TensorRT rule violation in ``graph``."""
     issues: list[LintIssue] = []
     if graph.opset < 13:
         issues.append(LintIssue("error", "opset", "", f"opset {graph.opset} < 13: no per-channel QuantizeLinear"))

@@ -19,6 +19,7 @@ from ..errors import QyoloError
 from ..lazy import lazy_import
 from ..normalize import normalize
 from .config import QuantizeConfig
+from .measured import with_measured_ranges
 from .passes import PassContext, registered
 from .quantize import QuantizeResult, quantize
 
@@ -29,6 +30,7 @@ def run(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig, *, r
     check_ready(config)
     check_scales(scales, config)
     fp32 = normalize(model)
+    scales = with_measured_ranges(fp32, scales, config)
     ctx = PassContext(fp32, scales, config, rewrite=lambda c: quantize(fp32, scales, c),
                       rank=lambda feeds: ranking or _rank(fp32, scales, config, feeds), probe=lambda feeds, outputs: _probe(fp32, feeds, outputs))
     result = quantize(fp32, scales, config)

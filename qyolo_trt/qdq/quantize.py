@@ -15,12 +15,12 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..calib.scales import ScalesFile, TensorRange
-from ..defaults import BASE_MODE
+from ..defaults import BASE_MODE, DEFAULT_TARGET
 from ..errors import QyoloError
 from ..model import check_finite_weights, copy_model, model_hash
 from ..normalize import normalize
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
-from .rules import RULES, GraphView, Head, Placement, find_head, first_conv
+from .rules import PROFILES, RULES, GraphView, Head, Placement, Profile, find_head, first_conv
 from .rules.shift import can_shift, fold_shift
 from .config import QuantizeConfig
 from .scale_groups import ScaleGroups
@@ -39,8 +39,9 @@ Plan = list[tuple[gs.Node, Placement]]
 
 
 def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig | None = None, **overrides: Any) -> QuantizeResult:
-    """Rewrite ``model`` into a QDQ model (TensorRT explicit-quantization placement) using ``scales``: the rewrite
-    fields of ``config`` (``overrides`` replace fields, e.g. ``mode="asymmetric"``; no config: ``BASE_MODE``, symmetric).
+    """Rewrite ``model`` into a QDQ model using ``scales``, placed for ``config.target`` (its profile in
+    ``rules.PROFILES``; TensorRT explicit quantization by default): the rewrite fields of ``config`` (``overrides``
+    replace fields, e.g. ``mode="asymmetric"``; no config: ``BASE_MODE``, symmetric).
 
     ``mode``: "symmetric" (TensorRT), "shifted" (TensorRT; shifted-symmetric where exact), "asymmetric" (uint8 + zero
     points: ONNX Runtime / OpenVINO only). ``exclude``: regexes over node names kept float. ``keep_float``: "head"
@@ -57,10 +58,7 @@ def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig 
             f"scales ({scales.method}) were computed for model {scales.model_hash[:12]}, not this model ({h[:12]}); "
             "recalibrate this model, or skip the check (quantize --skip-hash-check)"
         )
-    graph = gs.import_onnx(copy_model(model))  # graphsurgeon's export renames the initializers it was given in place
-    graph.toposort()
-    head = find_head(graph)
-    plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(config.exclude), keep_float, head))
+    graph, head, plan, float_nodes = _placed(model, config)
     plan, params, missing = _resolve(plan, scales.tensors, config.allow_missing, float_nodes)
     shifted = _apply(graph, plan, params, mode, weight_clip)
     graph.cleanup().toposort()
@@ -78,7 +76,29 @@ def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig 
         "head": {"final_convs": [c.name for c in head.final_convs], "nodes": len(head.nodes)} if "head" in keep_float else None,
         "opset": graph.opset,
     }
+    if config.target != DEFAULT_TARGET:  # a report without a target is a TensorRT placement (every report before targets)
+        report["target"] = config.target
     return QuantizeResult(_export(graph, model, report), report)
+
+
+def _placed(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[gs.Graph, Head, Plan, list[dict[str, str]]]:
+    """The graph of a normalized ``model``, its head, and where ``config``'s target wants quantizers."""
+    graph = gs.import_onnx(copy_model(model))  # graphsurgeon's export renames the initializers it was given in place
+    graph.toposort()
+    head = find_head(graph)
+    plan, float_nodes = _plan(graph, _float_reasons(graph, _compile(config.exclude), config.keep_float, head), PROFILES[config.target])
+    return graph, head, plan, float_nodes
+
+
+def uncalibrated(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig) -> list[str]:
+    """Tensors the target's ``measured_ops`` quantize that ``scales`` has no range for (the calibration pass does not
+    collect them, e.g. a conv's output before its SiLU), in graph order: ``pipeline.run`` measures them on images."""
+    measured = PROFILES[config.target].measured_ops
+    if not measured:
+        return []
+    _, _, plan, _ = _placed(normalize(model), config)
+    names = [node.inputs[i].name for node, place in plan if node.op in measured for i in place.activations]
+    return [n for n in dict.fromkeys(names) if n not in scales.tensors]
 
 
 def _export(graph: gs.Graph, source: onnx.ModelProto, report: dict[str, Any]) -> onnx.ModelProto:
@@ -100,13 +120,13 @@ def store_report(model: onnx.ModelProto, report: dict[str, Any]) -> None:
     props.add(key=REPORT_KEY, value=json.dumps(report, sort_keys=True))
 
 
-def _plan(graph: gs.Graph, floats: dict[int, str]) -> tuple[Plan, list[dict[str, str]]]:
-    """Ask each node's rule where it wants quantizers; nodes kept float go to the report instead."""
+def _plan(graph: gs.Graph, floats: dict[int, str], profile: Profile) -> tuple[Plan, list[dict[str, str]]]:
+    """Ask each node's rule (those the profile applies) where it wants quantizers; nodes kept float go to the report instead."""
     view = GraphView(graph)
     plan: Plan = []
     float_nodes: list[dict[str, str]] = []
     for node in graph.nodes:
-        place = RULES[node.op](node, view) if node.op in RULES else None
+        place = RULES[node.op](node, view) if node.op in RULES and node.op in profile.ops else None
         if place is not None and id(node) in floats:
             float_nodes.append(_entry(node, floats[id(node)]))
         elif place is not None:
