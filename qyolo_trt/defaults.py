@@ -72,7 +72,7 @@ RECONSTRUCT_IMAGES = 32  # calibration images reconstruction optimises on, by de
 RECONSTRUCT_BATCH = 4  # images per step
 RECONSTRUCT_CROP = 0.5  # side of the random spatial crop of a block's inputs, as a fraction of their size (1: no crop)
 RECONSTRUCT_DROP_PROB = 0.5  # QDrop: probability that an activation value skips its quantization during optimisation
-RECONSTRUCT_LR = 1e-2  # Adam step of the AdaRound variables (the paper's 1e-3 is for 10-20k steps)
+RECONSTRUCT_LR = 0.1  # Adam step of the AdaRound variables (the papers use 1e-3 for 10-20k steps; we take ~200)
 RECONSTRUCT_BIAS_LR = 1e-3  # Adam step of the float bias refit
 
 # quantization-aware fine-tuning (qyolo_trt.torchq.qat: distillation from FP32, LSQ activations, STE weights), sized so

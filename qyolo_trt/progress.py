@@ -13,6 +13,9 @@ T = TypeVar("T")
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
     """Wrap ``iterable`` in a tqdm bar on stderr, disabled when stderr is not a TTY."""
-    return iter(
-        tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
-    )
+    return iter(progress_bar(iterable, total=total, desc=desc, unit=unit))
+
+
+def progress_bar(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", unit: str = "it") -> tqdm:
+    """The tqdm bar itself (for ``set_postfix`` and friends), on stderr, disabled when stderr is not a TTY."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)

@@ -268,7 +268,7 @@ def _inf_weight_model(tmp_path: Path, model: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["gpu-empty", "bins-huge", "threads-negative", "budget-nan", "budget-inf", "conf-nan", "percentile-zero",
-                                  "inf-weight", "batch-zero"])
+                                  "inf-weight", "batch-zero", "reconstruct-iters-negative", "compare-reconstruct-bits", "qat-epochs-negative"])
 def test_bad_values(tmp_path, model, case):
     out = tmp_path / "o"
     args = {
@@ -282,6 +282,10 @@ def test_bad_values(tmp_path, model, case):
         "inf-weight": (["quantize", _inf_weight_model(tmp_path, model), "--images", default_calib(), "--num-images", "1", "-o", out / "q.onnx"],
                        ["non-finite", "weight"]),
         "batch-zero": (["bench", model, "--batch", "0"], ["--batch"]),
+        "reconstruct-iters-negative": (["quantize", model, "--images", default_calib(), "--reconstruct", "--reconstruct-iters", "-1",
+                                        "-o", out / "q.onnx"], ["--reconstruct-iters"]),
+        "compare-reconstruct-bits": (["compare", model, "--data", default_calib(), "--reconstruct", "9"], ["--reconstruct"]),
+        "qat-epochs-negative": (["qat", model, "--images", default_calib(), "--epochs", "-1", "-o", out / "q.onnx"], ["--epochs"]),
     }[case]
     assert_clean_error(run_cli(*args[0]), *args[1])
     assert leftovers(out) == []

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench:bench_cmd",
     "sensitivity": "sensitivity:sensitivity_cmd",
     "plot-hist": "plot_hist:plot_hist_cmd",
+    "qat": "qat:qat_cmd",
 }
 
 

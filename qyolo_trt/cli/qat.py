@@ -1,0 +1,71 @@
+"""`qyolo-trt qat`: FP32 ONNX + images -> UH-calibrated QDQ model -> quantization-aware fine-tuning -> QDQ ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..defaults import BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, QAT_BATCH, QAT_CROP, QAT_EPOCHS, QAT_QC_EPOCHS
+from ..errors import QyoloError
+from ..fileio import refuse_overwrite, write_bytes_atomic
+from .common import FiniteFloatRange, emit, json_option, log
+
+
+@click.command("qat")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--images", required=True, help="Training (and calibration) images: folder, YOLO dataset, .txt list, COCO json.")
+@click.option("--num-images", type=click.IntRange(1), default=None, help="At most this many images.")
+@click.option("--epochs", type=click.IntRange(0), default=QAT_EPOCHS, show_default=True, help="Passes over the images.")
+@click.option("--batch", type=click.IntRange(1), default=QAT_BATCH, show_default=True, help="Images per step.")
+@click.option("--crop", type=FiniteFloatRange(0, 1, min_open=True), default=QAT_CROP, show_default=True,
+              help="Random crop side per step, as a fraction of the image (1: whole images).")
+@click.option("--bits", type=click.IntRange(*BITS_RANGE), default=DEFAULT_BITS, show_default=True,
+              help="W{b}A{b}: calibrate and quantize for this width, then fine-tune on its grid.")
+@click.option("--ema/--no-ema", default=True, show_default=True, help="Export an exponential moving average of the weights.")
+@click.option("--qc/--no-qc", default=True, show_default=True, help="Correction phase after QAT: weights frozen, step sizes and biases refit.")
+@click.option("--qc-epochs", type=click.IntRange(0), default=QAT_QC_EPOCHS, show_default=True, help="Passes of the correction phase.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image order and crops.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads (default: torch's own).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint written after every epoch (default: OUTPUT.ckpt, removed when the run completes).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint of an interrupted run with the same settings.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
+@json_option
+def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch: int, crop: float, bits: int, ema: bool, qc: bool,
+            qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
+    """Fine-tune MODEL's UH-quantized QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
+    ckpt = checkpoint or output.with_name(f"{output.name}.ckpt")
+    refuse_overwrite([output, ckpt], [model])
+    if resume and not ckpt.is_file():
+        raise QyoloError(f"--resume: no checkpoint at {ckpt}")
+    from ..api import calibrate, quantize
+    from ..data import list_images
+    from ..data.feeds import load_feeds
+    from ..model import load_onnx
+    from ..qdq.config import QuantizeConfig
+    from ..torchq.qat import qat
+
+    fp32 = load_onnx(model)
+    paths = list_images(images, limit=num_images)
+    scales = calibrate(fp32, paths, methods=(DEFAULT_METHOD,), bits=bits)[DEFAULT_METHOD]
+    qdq = quantize(fp32, scales, config=QuantizeConfig(bits=bits)).model
+    log(f"qat: {len(paths)} images, {epochs} epochs, bits {bits}, checkpoint {ckpt}")
+    result, stats = qat(qdq, fp32, load_feeds(fp32, paths, len(paths)), epochs=epochs, batch=batch, crop=crop, ema=ema, qc=qc,
+                        qc_epochs=qc_epochs, seed=seed, checkpoint=ckpt, resume=resume, threads=threads, on_epoch=_log_epoch)  # fmt: skip
+    write_bytes_atomic(output, result.SerializeToString())
+    if checkpoint is None:
+        ckpt.unlink(missing_ok=True)
+    log(f"qat: wrote {output} in {stats['seconds']:.1f} s")
+    emit({"model": str(model), "images": len(paths), "bits": bits, "output": str(output), "stats": stats}, as_json, _text)
+
+
+def _log_epoch(row: dict[str, Any]) -> None:
+    log(f"qat: epoch {row['epoch'] + 1}: loss {row['loss']:.4g}, {row['flipped_weights']} weights flipped")
+
+
+def _text(result: dict[str, Any]) -> str:
+    s = result["stats"]
+    return (f"{result['output']}  (W{result['bits']}A{result['bits']}, {result['images']} images, {len(s['epochs'])} epochs)\n"
+            f"distillation loss on {s['settings']['batch']} images: {s['loss_before']:.4g} -> {s['loss_after']:.4g}")  # fmt: skip

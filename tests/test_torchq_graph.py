@@ -1,0 +1,130 @@
+"""torchq.graph: ONNX graphs (FP32 and QDQ) executed in torch equal ONNX Runtime; subgraphs; swappable quantizers."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from qdq_graphs import fixed_scales, observed_scales, tensor_values, tiny_detector
+
+from conftest import shared_path
+from qyolo_trt.qdq.passes.lowbit import lower_bits
+from qyolo_trt.data.feeds import load_feeds
+from qyolo_trt.qdq import quantize
+
+torch = pytest.importorskip("torch")
+from qyolo_trt.torchq.graph import TorchGraph  # noqa: E402
+from qyolo_trt.torchq.quantizers import ActQuant, FixedWeight  # noqa: E402
+
+TINY_FEEDS = {"images": np.random.default_rng(5).random((1, 3, 16, 16), dtype=np.float32)}
+
+
+def _run(graph: TorchGraph, feeds: dict[str, np.ndarray], outputs=None) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        return {k: v.numpy() for k, v in graph({k: torch.from_numpy(v) for k, v in feeds.items()}, outputs).items()}
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-4, magnitude: float = 0.0) -> bool:
+    """Equal up to ``rtol`` of the larger of ``b``'s and the inputs' ``magnitude`` (float summation order)."""
+    scale = max(float(np.abs(b).max(initial=0)), magnitude, 1e-6)
+    return a.shape == b.shape and bool(np.all(np.abs(a.astype(np.float64) - b) <= rtol * scale))
+
+
+def assert_steps_match_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
+    """Every step, fed ONNX Runtime's values of its inputs, reproduces ONNX Runtime's outputs (all steps, one by one:
+    whole-graph differences of QDQ models come from rounding flips after float summation-order differences)."""
+    ref = tensor_values(model, feeds)
+    graph = TorchGraph(model)
+    checked = 0
+    for step in graph.steps:
+        outs = [o for o in step.outputs if o in ref]
+        given = {n: ref[n] for n in step.inputs if n in ref} | feeds  # feeds: for shape (int64) inputs, recomputed
+        if not outs or step.op == "Weight":
+            continue
+        got = _run(graph, given, outs + [n for n in step.inputs if n and n not in given])
+        values = {**given, **got}
+        magnitude = max((float(np.abs(values[n]).max(initial=0)) for n in step.inputs if n in values and values[n].dtype == np.float32), default=0.0)
+        bad = [o for o in outs if not _close(got[o], ref[o], magnitude=magnitude)]
+        assert not bad, f"{step.op} {step.name}: {bad}"
+        checked += 1
+    assert checked > 0.5 * len(graph.steps)
+
+
+def assert_graph_matches_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], min_sqnr_db: float) -> None:
+    ref = tensor_values(model, feeds)
+    got = _run(TorchGraph(model), feeds)
+    for name, value in got.items():
+        noise = np.square(value.astype(np.float64) - ref[name]).sum()
+        assert noise == 0 or 10 * np.log10(np.square(ref[name].astype(np.float64)).sum() / noise) >= min_sqnr_db, name
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "shifted", "asymmetric"])
+def test_tiny_qdq_equals_ort(mode):
+    fp32 = tiny_detector()
+    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS), mode=mode).model
+    assert_graph_matches_ort(fp32, TINY_FEEDS, 100)
+    assert_steps_match_ort(qdq, TINY_FEEDS)
+    assert_graph_matches_ort(qdq, TINY_FEEDS, 60)
+
+
+def test_lowbit_clip_is_folded_into_the_quantizer():
+    fp32 = tiny_detector()
+    low = lower_bits(quantize(fp32, observed_scales(fp32, TINY_FEEDS)).model, fp32, 4)
+    graph = TorchGraph(low)
+    assert {(a.qmin, a.qmax) for a in graph.acts.values()} == {(-7, 7)}
+    assert {int(np.abs(w.integers()).max()) for w in graph.weights.values()} == {7}
+    assert not any(s.op == "Clip" for s in graph.steps)
+    assert_steps_match_ort(low, TINY_FEEDS)
+    assert_graph_matches_ort(low, TINY_FEEDS, 60)
+
+
+def test_subgraph_runs_between_given_tensors():
+    fp32 = tiny_detector()
+    ref = tensor_values(fp32, TINY_FEEDS)
+    graph = TorchGraph(fp32)
+    got = _run(graph, {"cv2_act": ref["cv2_act"]}, ["cv4_act"])  # cv3 -> Resize -> cv4 only
+    assert _close(got["cv4_act"], ref["cv4_act"])
+    assert [s.name for s, _ in graph.plan(("cv2_act",), ("cv4_act",)) if s.op == "Conv"] == ["cv3/Conv", "cv4/Conv"]
+    with pytest.raises(Exception, match="cannot be computed"):
+        _run(graph, {"cv3_act": ref["cv3_act"]}, ["cv2_act"])
+
+
+def test_swapped_quantizers_change_the_output():
+    fp32 = tiny_detector()
+    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS)).model
+    graph = TorchGraph(qdq)
+    base = _run(graph, TINY_FEEDS)
+    w = graph.weight("cv3.weight")
+    graph.set_weight("cv3.weight", FixedWeight(w.integers() // 2, w.scale.numpy().ravel() * 2, 0))  # same grid values
+    graph.set_quantization(False)
+    unq = _run(graph, TINY_FEEDS)
+    graph.set_quantization(True)
+    graph.acts[graph.act_keys["cv3_act"]] = ActQuant(1.0, 0, -127, 127)  # a coarse step on cv3's output
+    coarse = _run(graph, TINY_FEEDS)
+    name = graph.output_names[0]
+    assert not np.allclose(base[name], unq[name]) and not np.allclose(base[name], coarse[name])
+    assert np.allclose(_run(graph, {"cv3_act": np.full((1, 8, 16, 16), 0.4, np.float32)}, ["cv3_act_dequantized"])["cv3_act_dequantized"], 0.0)
+
+
+@pytest.fixture(scope="module")
+def bus_feeds() -> dict[str, np.ndarray]:
+    return load_feeds(onnx.load(shared_path("weights/yolov5n.onnx")), [shared_path("bus.jpg")], 1)[0]
+
+
+@pytest.mark.parametrize("name", ["structure/yolov8n", "structure/yolo11n", "structure/yolov5nu"])
+def test_structure_models_equal_ort(name, bus_feeds):
+    fp32 = onnx.load(shared_path(f"{name}.onnx"))
+    assert_graph_matches_ort(fp32, bus_feeds, 100)
+    qdq = quantize(fp32, fixed_scales(fp32), mode="shifted").model
+    assert_steps_match_ort(qdq, bus_feeds)
+
+
+@pytest.mark.parametrize("name", ["yolov5n", "fall_yolov8s"])
+def test_real_models_equal_ort(name, bus_feeds):
+    fp32 = onnx.load(shared_path(f"weights/{name}.onnx"))
+    assert_graph_matches_ort(fp32, bus_feeds, 100)
+    qdq = quantize(fp32, observed_scales(fp32, bus_feeds), mode="shifted").model
+    assert_steps_match_ort(qdq, bus_feeds)
+    assert_graph_matches_ort(qdq, bus_feeds, 35)  # rounding flips only: QDQ vs FP32 is ~25-30 dB
+    if name == "yolov5n":
+        assert_steps_match_ort(lower_bits(qdq, fp32, 4), bus_feeds)

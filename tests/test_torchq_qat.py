@@ -1,0 +1,105 @@
+"""torchq.qat: QAT lowers the distillation loss, exports exactly what it trained (ONNX Runtime agrees), keeps shared
+scales shared, and resumes from a checkpoint to the same result as an uninterrupted run."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from qdq_graphs import observed_scales, tensor_values, tiny_detector
+
+from conftest import assert_clean_error, run_cli, shared_path
+from qyolo_trt.errors import QyoloError
+from qyolo_trt.qdq import lint, quantize
+from qyolo_trt.qdq.passes.lowbit import lower_bits
+
+torch = pytest.importorskip("torch")
+from qyolo_trt.torchq.qat import qat  # noqa: E402
+
+RNG = np.random.default_rng(3)
+FEEDS = [{"images": RNG.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(6)]
+FAST = {"epochs": 3, "batch": 2, "crop": 1.0, "lr": 0.05, "scale_lr": 1e-3, "bias_lr": 1e-3, "qc_epochs": 1}
+
+
+def _start(bits: int = 8) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    fp32 = tiny_detector()
+    qdq = quantize(fp32, observed_scales(fp32, FEEDS[0]), mode="shifted" if bits == 8 else "symmetric").model
+    return (lower_bits(qdq, fp32, bits) if bits != 8 else qdq), fp32
+
+
+def _ort_loss(model: onnx.ModelProto, fp32: onnx.ModelProto, feeds: list[dict], targets: list[str]) -> float:
+    """The distillation loss (sum over targets of noise / signal energy) from ONNX Runtime's values."""
+    got = [tensor_values(model, f) for f in feeds]
+    ref = [tensor_values(fp32, f) for f in feeds]
+    total = 0.0
+    for t in targets:
+        a, b = (np.concatenate([v[t] for v in vals]).astype(np.float64) for vals in (got, ref))
+        total += np.square(a - b).mean() / np.square(b).mean()
+    return total
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_qat_lowers_the_loss_and_onnx_runtime_agrees(bits):
+    qdq, fp32 = _start(bits)
+    model, stats = qat(qdq, fp32, FEEDS, **FAST)
+    assert stats["loss_after"] < 0.9 * stats["loss_before"], stats
+    assert stats["targets"] == ["head_out", "cv4_act"]
+    # the exported model is the trained one: ONNX Runtime's loss on the probe images equals torch's
+    assert _ort_loss(model, fp32, FEEDS[: FAST["batch"]], stats["targets"]) == pytest.approx(stats["loss_after"], rel=1e-3)
+    assert lint(model) == lint(qdq)  # the start's lint report (clean at 8 bits; the 4-bit simulation is ORT-only)
+    assert bits != 8 or not lint(model)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    start = {t.name: onnx.numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    assert any(not np.array_equal(inits[n], start[n]) for n in start if n.endswith("_qscale")), "no step size was learned"
+    assert any(not np.array_equal(inits[n], start[n]) for n in start if n.endswith("_int8")), "no weight integer moved"
+
+
+def test_shared_concat_scales_stay_shared():
+    qdq, fp32 = _start()
+    model, _ = qat(qdq, fp32, FEEDS, **FAST)
+    inits = {t.name: float(onnx.numpy_helper.to_array(t)) for t in model.graph.initializer if t.name.endswith("_qscale")}
+    group = [inits[f"{t}_qscale"] for t in ("res_out", "pool1_out", "pool2_out") if f"{t}_qscale" in inits]
+    assert len(group) >= 2 and len(set(group)) == 1, group
+    assert group[0] != float(onnx.numpy_helper.to_array(next(t for t in qdq.graph.initializer if t.name == "res_out_qscale")))
+
+
+def test_interrupted_run_resumes_to_the_same_model(tmp_path):
+    qdq, fp32 = _start()
+    whole, whole_stats = qat(qdq, fp32, FEEDS, **FAST)
+    ckpt = tmp_path / "run.ckpt"
+
+    def stop(row: dict) -> None:
+        if row["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        qat(qdq, fp32, FEEDS, **FAST, checkpoint=ckpt, on_epoch=stop)
+    assert ckpt.is_file() and [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # no temp file left behind
+    resumed, stats = qat(qdq, fp32, FEEDS, **FAST, checkpoint=ckpt, resume=True)
+    assert resumed.SerializeToString() == whole.SerializeToString()
+    assert stats["epochs"] == whole_stats["epochs"]
+    with pytest.raises(QyoloError, match="another run"):
+        qat(qdq, fp32, FEEDS, **{**FAST, "lr": 0.01}, checkpoint=ckpt, resume=True)
+
+
+def test_flip_counter_and_ema_known_answers():
+    from qyolo_trt.torchq.ema import FlipCounter, ParamEMA
+
+    counter = FlipCounter()
+    for q in ([0, 1, 2], [1, 1, 2], [0, 1, 2], [0, 1, 3]):  # weight 0 flips twice, weight 2 once
+        counter.observe([torch.tensor(q)])
+    assert (counter.weights, counter.events) == (2, 3)
+    p = torch.nn.Parameter(torch.zeros(1))
+    ema = ParamEMA([p], decay=0.5)
+    for value in (1.0, 1.0):
+        p.data.fill_(value)
+        ema.update()  # keep min(0.5, 2/11) = 2/11, then min(0.5, 3/12) = 1/4
+    ema.apply()
+    assert float(p.detach()) == pytest.approx(1 - (2 / 11) * (1 / 4))
+
+
+def test_cli_bad_input_is_one_error_line(tmp_path):
+    model = shared_path("weights/yolov5n.onnx")
+    assert_clean_error(run_cli("qat", model, "--images", tmp_path / "missing", "-o", tmp_path / "q.onnx"), "missing")
+    assert_clean_error(run_cli("qat", model, "--images", tmp_path, "--resume", "-o", tmp_path / "q.onnx"), "no checkpoint")
+    assert_clean_error(run_cli("qat", model, "--images", tmp_path, "--crop", "0", "-o", tmp_path / "q.onnx"), "crop")

@@ -1,0 +1,120 @@
+"""QAT against PTQ on held-out images, run as a user would (`qyolo-trt quantize` / `qyolo-trt qat` subprocesses).
+
+For each model: PTQ (UH, the quantize default for the bit width; at 8 bits also +bias correction) and QAT variants
+(EMA / QC on or off) trained on images TRAIN, scored on the disjoint images EVAL: head SQNR and FP32 agreement
+(``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: a YOLO-labels copy of the EVAL split), plus each
+command's wall time and peak RSS (``os.wait4``), QAT's flipped weights in its last epoch. JSON + a Markdown table.
+
+    python tools/bench_qat.py --model ../shared/data/weights/yolov5n.onnx --train 0:64 --eval 64:96 --bits 4 --map
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+
+from qyolo_trt.data import list_images
+from qyolo_trt.eval.evaluate import evaluate, quality
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+VARIANTS = {"qat": [], "qat-no-ema": ["--no-ema"], "qat-no-qc": ["--no-qc"], "qat-plain": ["--no-ema", "--no-qc"]}
+
+
+def run(cmd: list[str]) -> tuple[dict, float, float]:
+    """Run a CLI command with --json; its result, wall seconds and peak RSS (MB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "qyolo_trt", *cmd, "--json"], stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+    return json.loads(out), time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def split(spec: str) -> slice:
+    a, b = spec.split(":")
+    return slice(int(a), int(b))
+
+
+def yolo_subset(paths: list[Path], labels: Path, folder: Path) -> Path:
+    """A YOLO-labels set (images/ + labels/, symlinks) of ``paths``."""
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+    for p in paths:
+        (folder / "images" / p.name).symlink_to(p)
+        label = labels / f"{p.stem}.txt"
+        if label.exists():
+            (folder / "labels" / label.name).symlink_to(label)
+    return folder
+
+
+def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
+    tmp.mkdir(parents=True)
+    images = list_images(args.data / "images")
+    train, held = images[split(args.train)], images[split(args.eval)]
+    listing = tmp / "train.txt"
+    listing.write_text("\n".join(str(p) for p in train), encoding="utf-8")
+    fp32 = onnx.load(model)
+    subset = yolo_subset(held, args.data / "labels", tmp / "eval") if args.map else None
+    bits = ["--bits", str(args.bits)]
+    commands = {"ptq-uh": ["quantize", str(model), "--images", str(listing), *bits]}
+    if args.bits == 8:
+        commands["ptq-uh+bc"] = [*commands["ptq-uh"], "--bias-correction"]
+    extra = ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    for name in args.variants.split(","):
+        commands[name] = ["qat", str(model), "--images", str(listing), *bits, *extra, *VARIANTS[name]]
+    rows = []
+    for name, cmd in commands.items():
+        out = tmp / f"{model.stem}.{name}.onnx"
+        result, wall, rss = run([*cmd, "-o", str(out)])
+        row = {"model": model.stem, "row": name, "bits": args.bits, "train": len(train), "eval": len(held),
+               "wall_s": round(wall, 1), "peak_rss_mb": round(rss), **quality(onnx.load(out), fp32, held)}  # fmt: skip
+        if stats := result.get("stats"):
+            last = stats["epochs"][-1] if stats["epochs"] else {}
+            row |= {"epochs": len(stats["epochs"]), "flipped": last.get("flipped_weights"), "flipped_ema": last.get("flipped_ema"),
+                    "loss_before": stats["loss_before"], "loss_after": stats["loss_after"]}  # fmt: skip
+        if subset is not None:
+            row["map50_95"] = evaluate(out, subset)["map50_95"]
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+COLUMNS = ["model", "row", "bits", "sqnr_db", "agreement", "map50_95", "flipped", "flipped_ema", "wall_s", "peak_rss_mb"]
+
+
+def markdown(rows: list[dict]) -> str:
+    cell = lambda v: "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |" for r in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, action="append", help="FP32 ONNX (repeatable; default: the shared yolov5n)")
+    parser.add_argument("--data", type=Path, default=SHARED / "coco", help="images/ + labels/")
+    parser.add_argument("--train", default="0:64", help="training (and calibration) images, START:END")
+    parser.add_argument("--eval", default="64:96", help="held-out scoring images, START:END")
+    parser.add_argument("--bits", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=None, help="QAT epochs (default: the CLI's)")
+    parser.add_argument("--variants", default="qat", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--map", action="store_true", help="also label mAP50-95 on the EVAL split")
+    parser.add_argument("--json", type=Path, default=Path("bench_qat.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qyolo-bench-qat-") as tmp:
+        rows = [r for m in args.model or [SHARED / "weights" / "yolov5n.onnx"] for r in bench(m, args, Path(tmp) / m.stem)]
+    args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
