@@ -89,3 +89,12 @@ def test_unusable_image_folder_is_one_clean_line(tmp_path, corrupt, words):
     out = tmp_path / "scales.json"
     assert_clean_error(run_cli("calibrate", "--images", images, "-o", out), words)
     assert not out.exists()
+
+
+def test_build_text_prints_an_undefined_quality_as_such():
+    """A random-init model has no confident FP32 detection: agreement is "nan" in the JSON result, printed as such."""
+    from qyolo_trt.cli.build import _text
+
+    result = {"engines": [], "artifacts": {}, "triton": [], "written": ["x.engine"], "scales_reused": False, "targets_note": "one GPU target",
+              "quality": {"images": 4, "sqnr_db": 31.26, "agreement": "nan"}}
+    assert "quality: head SQNR 31.3 dB, FP32 agreement nan on 4" in _text(result)

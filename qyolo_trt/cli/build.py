@@ -12,6 +12,11 @@ from ..defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, BUILD_RECONSTR
 from .common import FiniteFloatRange, emit, json_option
 
 
+def _number(value: Any, fmt: str) -> str:
+    """A measured number, or its JSON stand-in ("inf", "nan": e.g. no confident FP32 detection to agree with) as is."""
+    return format(value, fmt) if isinstance(value, (int, float)) else str(value)
+
+
 def _text(result: dict[str, Any]) -> str:
     from ..backends.tensorrt.sidecar import short_list
 
@@ -28,7 +33,7 @@ def _text(result: dict[str, Any]) -> str:
         lines.append(f"{kind}: {path}" + (" (reused)" if kind == "scales" and result["scales_reused"] else ""))
     lines += [f"triton: {t}" for t in result["triton"]]
     if q := result["quality"]:
-        lines.append(f"quality: head SQNR {q['sqnr_db']:.1f} dB, FP32 agreement {q['agreement']:.3f} "
+        lines.append(f"quality: head SQNR {_number(q['sqnr_db'], '.1f')} dB, FP32 agreement {_number(q['agreement'], '.3f')} "
                      f"on {q['images']} calibration images held out of calibration")
     lines.append("wrote: " + ", ".join(result["written"]))
     return "\n".join(lines)
