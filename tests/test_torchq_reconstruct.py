@@ -92,7 +92,7 @@ def test_block_losses_fall_and_integers_stay_on_the_grid(form):
     fp32 = tiny_detector()
     qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0])).model
     qdq = _four_bit_weights(qdq) if form == "w4a8" else lower_bits(qdq, fp32, 4)
-    out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=120, batch=2, seed=1, drop_prob=0.0)
+    out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=120, batch=2, seed=1, drop_prob=0.0, threads=1)
     if form == "w4a8":
         assert stats["loss_after"] < 0.65 * stats["loss_before"]
         assert all(r["loss_after"] < r["loss_before"] for r in stats["blocks"])
