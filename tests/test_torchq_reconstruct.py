@@ -86,7 +86,8 @@ def _four_bit_weights(qdq: onnx.ModelProto) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("form", ["w4a8", "int4"])
 def test_block_losses_fall_and_integers_stay_on_the_grid(form):
-    """W4A8 (weight rounding dominates the error): every block's loss falls, the total by over a third. W4A4 with int4
+    """W4A8 (weight rounding dominates the error): no block's loss rises (a block whose learned rounding does worse than
+    round-to-nearest is reverted), the total falls by over a tenth. W4A4 with int4
     weights (activation rounding dominates): the total still falls. Integers stay floor or ceil of w / s on [-7, 7].
     Without QDrop: the loss is measured on the fully quantized input, which QDrop optimises only half the time."""
     fp32 = tiny_detector()
@@ -95,7 +96,7 @@ def test_block_losses_fall_and_integers_stay_on_the_grid(form):
     out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=120, batch=2, seed=1, drop_prob=0.0, threads=1)
     if form == "w4a8":
         assert stats["loss_after"] < 0.9 * stats["loss_before"]
-        assert all(r["loss_after"] < r["loss_before"] for r in stats["blocks"])
+        assert all(r["loss_after"] <= r["loss_before"] for r in stats["blocks"])
     assert stats["loss_after"] < stats["loss_before"]
     before, after = TorchGraph(qdq), TorchGraph(out)
     changed = 0
