@@ -134,8 +134,9 @@ def qat(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     start = time.perf_counter()
-    run = _prepare(qdq, normalize(fp32), feeds, crop)
-    weights = _ste_weights(run.student, normalize(fp32))
+    fp32 = normalize(fp32)
+    run = _prepare(qdq, fp32, feeds, crop)
+    weights = _ste_weights(run.student, fp32)
     scales, deltas = _lsq_scales(run.student), _bias_deltas(run.student)
     optimizer = torch.optim.Adam([{"params": [w.latent for w in weights.values()], "lr": lr},
                                   {"params": deltas, "lr": bias_lr},
