@@ -74,6 +74,8 @@ RECONSTRUCT_CROP = 0.5  # side of the random spatial crop of a block's inputs, a
 RECONSTRUCT_DROP_PROB = 0.5  # QDrop: probability that an activation value skips its quantization during optimisation
 RECONSTRUCT_LR = 0.1  # Adam step of the AdaRound variables (the papers use 1e-3 for 10-20k steps; we take ~200)
 RECONSTRUCT_BIAS_LR = 1e-3  # Adam step of the float bias refit
+RECONSTRUCT_LEARN_SCALES = False  # also learn activation step sizes (LSQ) block by block
+RECONSTRUCT_SCALE_LR = 1e-3  # Adam step of a learned activation scale, relative to its value
 
 # quantization-aware fine-tuning (qyolo_trt.torchq.qat: distillation from FP32, LSQ activations, STE weights), sized so
 # that yolov5n on 64 images finishes in minutes on a 2-core CPU

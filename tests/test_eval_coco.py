@@ -142,3 +142,8 @@ def test_sqnr():
     # a: signal 100, noise 1 -> 20 dB; b exact; pooled signal 1000, noise 1 -> 30 dB
     assert meter.per_tensor() == pytest.approx({"a": 20.0, "b": math.inf})
     assert meter.db() == pytest.approx(30.0)
+    pooled = SqnrMeter(pooled=["a"])  # the head convs pooled; "b" (a graph output) reported beside them
+    pooled.update(ref, {"a": np.ones((2, 50)) + 0.1, "b": ref["b"] + 0.3}, ["a", "b"])
+    # b: signal 900, noise 9 -> 20 dB
+    assert pooled.db() == pytest.approx(20.0) and pooled.others() == ["b"] and pooled.db(["b"]) == pytest.approx(20.0)
+    assert pooled.db(["a", "b"]) == pytest.approx(10 * math.log10(1000 / 10)) and SqnrMeter().others() == []

@@ -128,3 +128,25 @@ def test_real_models_equal_ort(name, bus_feeds):
     assert_graph_matches_ort(qdq, bus_feeds, 35)  # rounding flips only: QDQ vs FP32 is ~25-30 dB
     if name == "yolov5n":
         assert_steps_match_ort(lower_bits(qdq, fp32, 4), bus_feeds)
+
+
+def test_blocks_compare_the_head_on_its_float_conv_outputs():
+    """The tiny detector cut into blocks: every node in exactly one block, blocks in dependency order; the block of
+    the float head conv is compared on that conv's raw output (what head SQNR measures), never on the decode after it;
+    every other block on its outputs."""
+    from qyolo_trt.torchq.blocks import partition
+
+    fp32 = tiny_detector()
+    graph = TorchGraph(quantize(fp32, observed_scales(fp32, TINY_FEEDS)).model)
+    blocks = partition(graph)
+    steps = [s.name for b in blocks for s in b.steps]
+    assert len(steps) == len(set(steps)) == len([s for s in graph.steps if not s.chain and s.op not in ("Weight", "Bias")])
+    available = set(graph.input_names)
+    for block in blocks:
+        assert set(block.raw_inputs) <= available
+        available.update(block.outputs)
+    head = next(b for b in blocks if any(s.name.startswith("head") and s.op == "Conv" for s in b.steps))
+    head_conv = next(s for s in head.steps if s.op == "Conv")
+    assert head_conv.inputs[1] not in graph.weight_keys  # the head conv stays float
+    assert head.targets == [head_conv.outputs[0]]
+    assert all(b.targets == b.outputs for b in blocks if b is not head)

@@ -184,3 +184,29 @@ def test_embedded_yolov5n_gets_closer_to_fp32():
     before, after = quality(qdq, fp32, held_out), quality(out, fp32, held_out)
     assert after["sqnr_db"] > before["sqnr_db"] + 0.2, (before, after)
     assert stats["weights"] == 57
+
+
+def test_learned_scales_stay_shared_and_are_written():
+    """``learn_scales``: step sizes move, the image input's does not, every Q/DQ pair of a shared group (Concat,
+    MaxPool, Resize) still carries one value, lint stays clean and ORT runs the written model as torch did."""
+    fp32 = tiny_detector()
+    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="shifted").model
+    out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=30, batch=2, seed=2, learn_scales=True, scale_lr=0.05, threads=1)
+    assert stats["learn_scales"]
+    before, after = TorchGraph(qdq), TorchGraph(out)
+    moved = {k for k in before.acts if float(before.acts[k].scale) != float(after.acts[k].scale)}
+    assert moved and before.act_keys["images"] not in moved
+    producer = {o: s for s in after.steps for o in s.outputs}
+    for op in ("Concat", "MaxPool", "Resize"):
+        for step in (s for s in after.steps if s.op == op):
+            members = [producer[t].key for t in step.inputs[: 1 if op == "Resize" else None] if producer.get(t) and producer[t].op == "ActQuant"]
+            members += [s.key for s in after.steps if s.op == "ActQuant" and s.inputs[0] == step.outputs[0]]
+            assert len({float(after.acts[k].scale) for k in members}) == 1, (op, members)
+    assert not [i for i in lint(out) if i.severity == "error"]
+    import onnxruntime as ort
+
+    x = TINY_FEEDS[3]["images"]
+    ort_out = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    with torch.no_grad():
+        torch_out = after({"images": torch.from_numpy(x)})[after.output_names[0]].numpy()
+    assert np.allclose(ort_out, torch_out, atol=1e-4)

@@ -6,8 +6,9 @@
 
 Split A calibrates on COCO images 0-31 and scores on 32-63; split B calibrates on 64-95 and scores on 0-31 (no image
 is calibrated on and scored in the same split; the two scoring sets are disjoint). Every variant is scored against the
-FP32 model on its split's scoring images: FP32 agreement (mAP50-95 against FP32's confident detections) and head SQNR
-(the head convs' raw outputs). A default changes only when its variant wins on both models and both splits. Writes
+FP32 model on its split's scoring images: FP32 agreement (mAP50-95 against FP32's confident detections), head SQNR
+(the head convs' raw outputs) and output SQNR (the graph outputs: decoded boxes and scores). A default changes only
+when its variant wins on both models and both splits. Writes
 OUT/defaults.json and OUT/defaults.md (the table, then wins per variant against the current `build` default).
 """
 
@@ -38,7 +39,7 @@ from qyolo_trt.qdq.pipeline import run  # noqa: E402
 
 SPLITS = {"A": (slice(0, 32), slice(32, 64)), "B": (slice(64, 96), slice(0, 32))}  # (calibrate, score)
 BASELINE = "shifted+bc"  # today's `build` default
-COLUMNS = ["model", "split", "variant", "TensorRT", "FP32 agreement", "head SQNR dB", "seconds"]
+COLUMNS = ["model", "split", "variant", "TensorRT", "FP32 agreement", "head SQNR dB", "output SQNR dB", "seconds"]
 # variant -> (rewrite + reconstruction options, bias correction, fp16 float parts): the passes after reconstruction
 # (bias correction, then fp16) are applied here in the pipeline's order, so variants share their reconstruction run.
 VARIANTS: dict[str, tuple[dict, bool, bool]] = {
@@ -114,8 +115,9 @@ def main(data: Path, out: Path, models: str, splits: str, variants: str, num_cal
             for name, (model, seconds) in _variants(fp32, calib, names, iters if iters is not None else RECONSTRUCT_ITERS).items():
                 q = quality(model, fp32, score)
                 rows.append({"model": model_name, "split": split, "variant": name, "TensorRT": "no" if name == "asymmetric" else "yes",
-                             "FP32 agreement": q["agreement"], "head SQNR dB": q["sqnr_db"], "seconds": round(seconds, 1)})
-                log(f"  {name}: agreement {q['agreement']:.4f}, SQNR {q['sqnr_db']:.2f} dB")
+                             "FP32 agreement": q["agreement"], "head SQNR dB": q["sqnr_db"], "output SQNR dB": q["output_sqnr_db"],
+                             "seconds": round(seconds, 1)})
+                log(f"  {name}: agreement {q['agreement']:.4f}, SQNR {q['sqnr_db']:.2f} dB, output {q['output_sqnr_db']:.2f} dB")
     wins = {"agreement": _wins(rows, lambda r, b: r["FP32 agreement"] > b["FP32 agreement"]),
             "sqnr": _wins(rows, lambda r, b: r["head SQNR dB"] > b["head SQNR dB"])}
     table = format_table(rows, COLUMNS, floatfmt=".4f")

@@ -17,11 +17,14 @@ AGREEMENT_CONF = 0.25
 
 
 class SqnrMeter:
-    """Streams signal and error energy per tensor: SQNR = 10 log10(sum ref^2 / sum (ref - test)^2)."""
+    """Streams signal and error energy per tensor: SQNR = 10 log10(sum ref^2 / sum (ref - test)^2).
 
-    def __init__(self) -> None:
+    ``pooled``: the tensors ``db()`` pools by default (the head convs); any other tensor is ``others()``."""
+
+    def __init__(self, pooled: Sequence[str] | None = None) -> None:
         self.signal: dict[str, float] = {}
         self.noise: dict[str, float] = {}
+        self.pooled = list(pooled) if pooled else None
 
     def update(self, ref: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], names: Sequence[str]) -> None:
         for n in names:
@@ -29,9 +32,14 @@ class SqnrMeter:
             self.signal[n] = self.signal.get(n, 0.0) + float(np.square(r).sum())
             self.noise[n] = self.noise.get(n, 0.0) + float(np.square(r - np.asarray(test[n], dtype=np.float64)).sum())
 
-    def db(self) -> float:
-        """Pooled over every compared tensor (NaN before any update; inf for identical outputs)."""
-        return sqnr_db(sum(self.signal.values()), sum(self.noise.values())) if self.signal else math.nan
+    def db(self, names: Sequence[str] | None = None) -> float:
+        """Pooled over ``names`` (default: ``pooled``, else every tensor; NaN when none was updated, inf when identical)."""
+        names = [n for n in (names if names is not None else self.pooled or self.signal) if n in self.signal]
+        return sqnr_db(sum(self.signal[n] for n in names), sum(self.noise[n] for n in names)) if names else math.nan
+
+    def others(self) -> list[str]:
+        """The updated tensors outside ``pooled`` (none without ``pooled``)."""
+        return [n for n in self.signal if self.pooled and n not in self.pooled]
 
     def per_tensor(self) -> dict[str, float]:
         return {n: sqnr_db(self.signal[n], self.noise[n]) for n in self.signal}

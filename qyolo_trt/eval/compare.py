@@ -162,7 +162,8 @@ def compare(
             onnx.save(expose_outputs(proto, shared_outputs(names, proto, fp32)), path)
             runners[label] = stack.enter_context(get_runner("ort", path))
         loader = ImageLoader(list(images), info.imgsz)
-        preds, meters = predict(runners, loader, {k: head for k in runners}, post, "fp32", names, desc="compare")
+        compared = names + [o for o in head.outputs if o not in names]
+        preds, meters = predict(runners, loader, {k: head for k in runners}, post, "fp32", compared, names, desc="compare")
         placed = [v for v in variants if "placement" in v.info]
         speeds, notes = target_speed(Path(model_path), placed, speed_iters, Path(tmp)) if placed and speed_iters else ({}, [])
     es = EvalSet.build(data, preds["fp32"], info.num_classes)

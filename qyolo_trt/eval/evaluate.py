@@ -82,6 +82,8 @@ def score(preds: Predictions, es: EvalSet, meter: SqnrMeter | None = None) -> di
         row.update(agreement=agree.map50_95, agreement50=agree.map50)
     if meter is not None:
         row.update(sqnr_db=meter.db(), sqnr_tensors=meter.per_tensor())
+        if others := meter.others():
+            row["output_sqnr_db"] = meter.db(others)
     return row
 
 
@@ -117,13 +119,13 @@ def evaluate(
     info = artifact_info(model)
     paths = list_images(data, limit=num_images)
     with tempfile.TemporaryDirectory(prefix="qyolo-eval-") as tmp:
-        artifacts, heads, compared = {"model": Path(model)}, {"model": info.head}, []
+        artifacts, heads, compared, pooled = {"model": Path(model)}, {"model": info.head}, [], None
         if reference is not None:
-            artifacts, heads, compared = _with_reference(Path(model), Path(reference), info.head, Path(tmp))
+            artifacts, heads, compared, pooled = _with_reference(Path(model), Path(reference), info.head, Path(tmp))
         with contextlib.ExitStack() as stack:
             runners = {n: stack.enter_context(get_runner(backend if n == "model" else "ort", a)) for n, a in artifacts.items()}
             loader = ImageLoader(paths, info.imgsz)
-            preds, meters = predict(runners, loader, heads, post, "reference" if reference else None, compared)
+            preds, meters = predict(runners, loader, heads, post, "reference" if reference else None, compared, pooled)
     es = EvalSet.build(data, preds["model"], info.num_classes, labels)
     if es.gt is None and reference is None:
         raise QyoloError(f"{data}: no labels (COCO json or images/ + labels/); pass --reference FP32.onnx for FP32 agreement")
@@ -138,7 +140,7 @@ def evaluate(
         "skipped": [str(p) for p in loader.skipped],
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "ms_per_image": round(1000 * preds["model"].seconds / max(len(preds["model"].paths), 1), 2),
-        "sqnr_on": compared or None,
+        "sqnr_on": pooled or compared or None,
         "settings": {"conf": post.conf, "iou": post.iou, "max_det": post.max_det, "multi_label": post.multi_label},
         **jsonable(row),
     }
@@ -146,8 +148,9 @@ def evaluate(
 
 def _with_reference(
     model: Path, reference: Path, head: Head, tmp: Path
-) -> tuple[dict[str, Path], dict[str, Head], list[str]]:
-    """Artifacts to run, their heads, and the outputs compared for SQNR (head convs exposed in both ONNX models)."""
+) -> tuple[dict[str, Path], dict[str, Head], list[str], list[str] | None]:
+    """Artifacts to run, their heads, the outputs compared for SQNR and the ones pooled for the head SQNR (an ONNX
+    model: the head convs, exposed in both models, pooled; the graph outputs compared beside them)."""
     ref_model = load_onnx(reference)
     ref_info = inspect_detector(ref_model, source=str(reference))
     if ref_info.layout != head.layout:
@@ -155,18 +158,19 @@ def _with_reference(
                          "give the FP32 model this one was made from")
     ref_head = Head.from_names(ref_info.layout, ref_info.output_names)
     if model.suffix == ".engine":
-        return {"model": model, "reference": reference}, {"model": head, "reference": ref_head}, list(head.outputs)
+        return {"model": model, "reference": reference}, {"model": head, "reference": ref_head}, list(head.outputs), None
     test_model = load_onnx(model)
     names = shared_outputs(head_outputs(ref_model), test_model, ref_model)
     paths = {"model": tmp / "model.onnx", "reference": tmp / "reference.onnx"}
     onnx.save(expose_outputs(test_model, names), paths["model"])
     onnx.save(expose_outputs(ref_model, names), paths["reference"])
-    return paths, {"model": head, "reference": ref_head}, names
+    outputs = [o for o in head.outputs if o not in names]
+    return paths, {"model": head, "reference": ref_head}, names + outputs, names
 
 
 
 def quality(model: onnx.ModelProto, reference: onnx.ModelProto, images: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """Head SQNR (dB) and FP32 agreement of ``model`` against its FP32 ``reference`` on ``images`` (no labels needed)."""
+    """Head SQNR (dB), output SQNR (the graph outputs) and FP32 agreement of ``model`` against its FP32 ``reference`` on ``images`` (no labels needed)."""
     with tempfile.TemporaryDirectory(prefix="qyolo-quality-") as tmp:
         paths = {"model": Path(tmp) / "model.onnx", "reference": Path(tmp) / "reference.onnx"}
         onnx.save(model, paths["model"])
@@ -174,4 +178,5 @@ def quality(model: onnx.ModelProto, reference: onnx.ModelProto, images: Sequence
         listing = Path(tmp) / "images.txt"
         listing.write_text("\n".join(str(Path(p).resolve()) for p in images), encoding="utf-8")
         row = evaluate(paths["model"], listing, reference=paths["reference"], labels=False)
-    return {"images": row["images"], "sqnr_db": row.get("sqnr_db"), "agreement": row.get("agreement")}
+    return {"images": row["images"], "sqnr_db": row.get("sqnr_db"), "output_sqnr_db": row.get("output_sqnr_db"),
+            "agreement": row.get("agreement")}

@@ -32,11 +32,13 @@ def predict(
     post: PostProcess,
     reference: str | None = None,
     compared: Sequence[str] = (),
+    pooled: Sequence[str] | None = None,
     desc: str = "eval",
 ) -> tuple[dict[str, Predictions], dict[str, SqnrMeter]]:
-    """Every active runner on every batch (images are read once); SQNR of ``compared`` outputs vs ``reference``."""
+    """Every active runner on every batch (images are read once); SQNR of ``compared`` outputs vs ``reference``
+    (``pooled``: the ones the head SQNR pools, ``SqnrMeter``)."""
     preds = {name: Predictions() for name in runners}
-    meters = {name: SqnrMeter() for name in runners if reference is not None and name != reference}
+    meters = {name: SqnrMeter(pooled) for name in runners if reference is not None and name != reference}
     for batch in progress(loader, total=len(loader), desc=desc, unit="img"):
         raw = {}
         for name, runner in runners.items():

@@ -7,7 +7,9 @@ block's targets against the FP32 model's (BRECQ, Li et al. 2021). The block read
 previous blocks already reconstructed), mixed value by value with the FP32 input, and every activation quantizer
 inside it is skipped value by value, both with probability ``drop_prob`` (QDrop, Wei et al. 2022). Steps run on
 ``batch`` images cropped at random to ``crop`` of their side (blocks of spatially local ops only). Activation scales
-stay the model's; float biases may be refitted. The learned integers are written exactly (``writeback``).
+stay the model's unless ``learn_scales``: then each block also learns the step sizes of the quantizers it runs (LSQ,
+as QDrop does), except the image input's, and a scale shared across blocks is learned by the first block running it
+only. Float biases may be refitted. The learned integers (and scales) are written exactly (``writeback``).
 
 Memory: a block's FP32 and quantized outputs for all images are kept only while a later block still reads them.
 Deterministic for a seed and a torch thread count (``threads``; default: torch's own, the core count).
@@ -29,7 +31,9 @@ from ..defaults import (
     RECONSTRUCT_CROP,
     RECONSTRUCT_DROP_PROB,
     RECONSTRUCT_ITERS,
+    RECONSTRUCT_LEARN_SCALES,
     RECONSTRUCT_LR,
+    RECONSTRUCT_SCALE_LR,
 )
 from ..errors import QyoloError
 from ..lazy import lazy_import
@@ -38,7 +42,8 @@ from ..progress import progress_bar
 from .blocks import Block, is_local, partition
 from .graph import TorchGraph
 from .quantizers import AdaRoundWeight, FixedWeight
-from .writeback import write_back
+from .scales import learnable_scales
+from .writeback import write_act_scales, write_back
 
 torch = lazy_import("torch", "export", "torch (qyolo_trt.torchq)")
 
@@ -58,6 +63,7 @@ class Settings:
     lr: float
     bias_lr: float
     refit_bias: bool
+    scale_lr: float  # Adam step of a learned activation scale, relative to its value
 
 
 def reconstruct(
@@ -73,10 +79,12 @@ def reconstruct(
     crop: float = RECONSTRUCT_CROP,
     lr: float = RECONSTRUCT_LR,
     bias_lr: float = RECONSTRUCT_BIAS_LR,
+    learn_scales: bool = RECONSTRUCT_LEARN_SCALES,
+    scale_lr: float = RECONSTRUCT_SCALE_LR,
     threads: int | None = None,
 ) -> tuple[onnx.ModelProto, dict]:
-    """The QDQ model (same graph, same Q/DQ placement, same activation scales) with learned per-channel weight
-    rounding (and refitted float biases), plus stats (per block: loss before/after, iters, seconds; totals)."""
+    """The QDQ model (same graph, same Q/DQ placement; the same activation scales unless ``learn_scales``) with learned
+    per-channel weight rounding (and refitted float biases), plus stats (per block: loss before/after, iters, seconds; totals)."""
     if iters < 0 or batch < 1 or not 0 < crop <= 1 or not 0 <= drop_prob <= 1 or not feeds:
         raise QyoloError(f"reconstruct: need iters >= 0, batch >= 1, 0 < crop <= 1, 0 <= drop_prob <= 1 and images "
                          f"(got {iters}, {batch}, {crop}, {drop_prob}, {len(feeds)} feeds)")  # fmt: skip
@@ -84,11 +92,12 @@ def reconstruct(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    settings = Settings(iters, batch, crop, drop_prob, lr, bias_lr, refit_bias)
+    settings = Settings(iters, batch, crop, drop_prob, lr, bias_lr, refit_bias, scale_lr)
     fp32 = normalize(fp32)
     qgraph, fgraph = TorchGraph(qdq), TorchGraph(fp32)
     floats = {t.name: numpy_helper.to_array(t) for t in fp32.graph.initializer}
     blocks = partition(qgraph)
+    scales = _Scales(qgraph, learn_scales)
     name = qgraph.input_names[0]
     images = torch.from_numpy(np.concatenate([f[name] for f in feeds]))
     cache = _Cache(blocks, {name: images})
@@ -99,7 +108,7 @@ def reconstruct(
         kept = cache.kept(block)
         fp_out = _chunked(fgraph, fp_in, kept + (block.targets if learn else []), batch)
         if learn:
-            rows.append(_optimise(qgraph, fgraph, block, fp_in, q_in, fp_out, floats, settings, rng))
+            rows.append(_optimise(qgraph, fgraph, block, fp_in, q_in, fp_out, floats, settings, rng, scales))
             learned += block.weights
         cache.store(block, fp_out, _chunked(qgraph, q_in, kept, batch))
     stats = {
@@ -109,13 +118,35 @@ def reconstruct(
         "seed": seed,
         "drop_prob": drop_prob,
         "refit_bias": refit_bias,
+        "learn_scales": learn_scales,
         "threads": torch.get_num_threads(),
         "weights": len(learned),
         "seconds": round(time.perf_counter() - start, 2),
         "loss_before": float(sum(r["loss_before"] for r in rows)),
         "loss_after": float(sum(r["loss_after"] for r in rows)),
     }
-    return write_back(qdq, qgraph, learned), stats
+    model = write_back(qdq, qgraph, learned)
+    return (write_act_scales(model, qgraph) if learn_scales else model), stats
+
+
+class _Scales:
+    """The learnable activation scales (none unless ``learn``), each handed to the first block that runs it."""
+
+    def __init__(self, graph: TorchGraph, learn: bool) -> None:
+        self.graph = graph
+        self.params = learnable_scales(graph) if learn else {}
+        fixed = {graph.act_keys[n] for n in graph.input_names if n in graph.act_keys}  # the image grid stays UH's
+        for param in self.params.values():
+            param.requires_grad_(False)
+        self.taken = {id(self.params[k]) for k in fixed if k in self.params}
+
+    def claim(self, block: Block) -> list:
+        """The not yet learned scales of the quantizers ``block`` runs (from its raw inputs to its targets)."""
+        plan = self.graph.plan(tuple(sorted(block.raw_inputs)), tuple(block.targets))
+        params = [self.params[s.key] for s, _ in plan if s.op == "ActQuant" and s.key in self.params]
+        claimed = list({id(p): p for p in params if id(p) not in self.taken}.values())
+        self.taken.update(id(p) for p in claimed)
+        return claimed
 
 
 class _Cache:
@@ -163,8 +194,9 @@ def _loss(out: Tensors, target: Tensors) -> torch.Tensor:
 
 
 def _optimise(qgraph: TorchGraph, fgraph: TorchGraph, block: Block, fp_in: Tensors, q_in: Tensors, fp_out: Tensors,
-              floats: dict[str, np.ndarray], s: Settings, rng: np.random.Generator) -> dict:  # fmt: skip
-    """Learn the rounding (and bias refit) of one block; its weights end as ``FixedWeight`` of the learned integers."""
+              floats: dict[str, np.ndarray], s: Settings, rng: np.random.Generator, scales: _Scales) -> dict:  # fmt: skip
+    """Learn the rounding (bias refit, activation scales) of one block; its weights end as ``FixedWeight`` of the
+    learned integers, its scales frozen."""
     start = time.perf_counter()
     original = {w: qgraph.weight(w).integers() for w in block.weights}
     rounders = {w: _adaround(qgraph, w, floats) for w in block.weights}
@@ -174,6 +206,10 @@ def _optimise(qgraph: TorchGraph, fgraph: TorchGraph, block: Block, fp_in: Tenso
     groups = [{"params": [m.alpha for m in rounders.values()], "lr": s.lr}]
     if s.refit_bias and deltas:
         groups.append({"params": deltas, "lr": s.bias_lr})
+    steps = scales.claim(block)
+    initial = [float(p) for p in steps]
+    for p, value in zip(steps, initial):
+        groups.append({"params": [p.requires_grad_(True)], "lr": s.scale_lr * value})
     optimizer = torch.optim.Adam(groups)
     probe = ({k: v[: s.batch] for k, v in q_in.items()}, {t: fp_out[t][: s.batch] for t in block.targets})
     before = _evaluate(qgraph, block, *probe, rounders)
@@ -188,7 +224,7 @@ def _optimise(qgraph: TorchGraph, fgraph: TorchGraph, block: Block, fp_in: Tenso
         x_q = {k: _crop(v[idx], window) for k, v in q_in.items()}
         with torch.no_grad():
             target = fgraph(x_fp, block.targets)
-            mixed = _mixed(qgraph, block, x_fp, x_q, s.drop_prob)
+        mixed = _mixed(qgraph, block, x_fp, x_q, s.drop_prob)
         qgraph.train()
         _set_drop(qgraph, s.drop_prob)
         rec = _loss(qgraph(mixed, block.targets), target)
@@ -209,6 +245,11 @@ def _optimise(qgraph: TorchGraph, fgraph: TorchGraph, block: Block, fp_in: Tenso
         delta.requires_grad_(False)
         if not kept:
             delta.zero_()
+    with torch.no_grad():
+        for p, value in zip(steps, initial):
+            p.requires_grad_(False)
+            if not kept:
+                p.fill_(value)
     changed = sum(int((qgraph.weight(w).integers() != q).sum()) for w, q in original.items())
     return {"block": block.name, "weights": len(rounders), "loss_before": before, "loss_after": min(after, before),
             "kept": kept, "iters": s.iters, "changed": changed, "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
@@ -236,13 +277,15 @@ def _evaluate(graph: TorchGraph, block: Block, q_in: Tensors, target: Tensors, r
 
 
 def _mixed(graph: TorchGraph, block: Block, x_fp: Tensors, x_q: Tensors, drop_prob: float) -> Tensors:
-    """The block's quantized inputs, each value replaced by its FP32 counterpart with probability ``drop_prob``."""
+    """The block's quantized inputs (differentiable in learnable input scales), each value replaced by its FP32
+    counterpart with probability ``drop_prob``."""
     graph.eval()
     quantized = graph(x_q, block.inputs)
     if drop_prob == 0:
         return quantized
     graph.set_quantization(False)
-    plain = graph(x_fp, block.inputs)
+    with torch.no_grad():
+        plain = graph(x_fp, block.inputs)
     graph.set_quantization(True)
     return {n: torch.where(torch.rand_like(v) < drop_prob, plain[n], v) for n, v in quantized.items()}
 

@@ -1,0 +1,36 @@
+"""Learnable activation step sizes (LSQ, Esser et al. 2020) for a ``TorchGraph``, tied where the placement shares one
+scale: the inputs and output of a Concat / MaxPool / Resize (``qdq.quantize``) keep one Q/DQ scale, so they learn one
+parameter and ``writeback.write_act_scales`` writes one value."""
+
+from __future__ import annotations
+
+from ..lazy import lazy_import
+from ..qdq.scale_groups import ScaleGroups
+from .graph import TorchGraph
+from .quantizers import ActQuant
+
+torch = lazy_import("torch", "export", "torch (qyolo_trt.torchq)")
+nn = torch.nn
+
+GROUP_OPS = frozenset({"Concat", "MaxPool", "Resize"})  # inputs and output share one scale (qdq.quantize)
+
+
+def learnable_scales(graph: TorchGraph) -> dict[str, nn.Parameter]:
+    """Swap every activation quantizer of ``graph`` for one with a learnable step size (its current value); returns
+    quantizer key -> its parameter (quantizers that share a scale share the parameter)."""
+    producer = {o: s for s in graph.steps for o in s.outputs}
+    groups = ScaleGroups()
+    for step in graph.steps:
+        if step.op in GROUP_OPS:
+            tensors = [*step.inputs[: 1 if step.op == "Resize" else None], step.outputs[0]]
+            keys = [producer[t].key for t in tensors if t in producer and producer[t].op == "ActQuant"]
+            keys += [s.key for s in graph.steps if s.op == "ActQuant" and s.inputs[0] == step.outputs[0]]
+            for key in keys:
+                groups.join(key, keys[0])
+    shared: dict[tuple, nn.Parameter] = {}
+    params: dict[str, nn.Parameter] = {}
+    for key, old in list(graph.acts.items()):
+        new = ActQuant(float(old.scale), old.zero_point, old.qmin, old.qmax, learn_scale=True)
+        new.scale = params[key] = shared.setdefault((groups.find(key), float(old.scale), old.zero_point), new.scale)
+        graph.acts[key] = new
+    return params
