@@ -1,7 +1,10 @@
-"""torchq.qat: QAT lowers the distillation loss, exports exactly what it trained (ONNX Runtime agrees), keeps shared
-scales shared, and resumes from a checkpoint to the same result as an uninterrupted run."""
+"""torchq.qat: QAT lowers the distillation loss, exports exactly what it trained (ONNX Runtime agrees), starts from the
+model it is given (learning rates 0 export that model), keeps shared scales shared, resumes from a checkpoint to the same
+result as an uninterrupted run, and `qat --reconstruct` starts from the reconstructed model."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
@@ -9,6 +12,7 @@ import pytest
 from qdq_graphs import observed_scales, tensor_values, tiny_detector
 
 from conftest import assert_clean_error, run_cli, shared_path
+from qyolo_trt.defaults import default_calib
 from qyolo_trt.errors import QyoloError
 from qyolo_trt.qdq import lint, quantize
 from qyolo_trt.qdq.passes.lowbit import lower_bits
@@ -51,7 +55,41 @@ def test_qat_lowers_the_loss_and_onnx_runtime_agrees(bits):
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     start = {t.name: onnx.numpy_helper.to_array(t) for t in qdq.graph.initializer}
     assert any(not np.array_equal(inits[n], start[n]) for n in start if n.endswith("_qscale")), "no step size was learned"
+    assert inits["images_qscale"] == start["images_qscale"]  # the image input's step stays the calibrated one
     assert any(not np.array_equal(inits[n], start[n]) for n in start if n.endswith("_int8")), "no weight integer moved"
+
+
+def test_zero_learning_rates_export_the_start_model_with_its_own_rounding():
+    """The lower bound: with nothing learned, QAT (EMA and QC on) returns its start, and a start whose integers are not
+    round-to-nearest (a reconstructed model's) keeps them: the latent weights start on the model's integers."""
+    qdq, fp32 = _start()
+    inits = {t.name: t for t in qdq.graph.initializer}
+    name = next(n for n in inits if n.endswith("_int8") and onnx.numpy_helper.to_array(inits[n]).size > 8)
+    q = onnx.numpy_helper.to_array(inits[name]).copy()
+    q.flat[:8] = np.clip(q.flat[:8].astype(np.int64) + np.array([1, -1] * 4), -127, 127)  # 8 weights rounded "the other way"
+    inits[name].CopyFrom(onnx.numpy_helper.from_array(q, name))
+    model, stats = qat(qdq, fp32, FEEDS, **{**FAST, "lr": 0.0, "scale_lr": 0.0, "bias_lr": 0.0})
+    got = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for n, t in inits.items():
+        want = onnx.numpy_helper.to_array(t)
+        if n.endswith(("_int8", "_qscale")):
+            assert np.array_equal(got[n], want), n
+        else:  # biases: the shift fold recomputed in float64 (last-bit differences)
+            np.testing.assert_allclose(got[n], want, rtol=1e-6, atol=1e-6, err_msg=n)
+    assert stats["loss_after"] == stats["loss_before"] and stats["flipped_weights"] == 0
+
+
+def test_cli_reconstruct_switch_starts_from_the_reconstructed_model(tmp_path):
+    model, images = shared_path("weights/yolov5n.onnx"), default_calib()
+    common = ["--images", images, "--num-images", "2", "-o"]
+    proc = run_cli("qat", model, "--reconstruct", "--reconstruct-iters", "1", "--epochs", "0", "--no-qc", "--json", *common, tmp_path / "qat.onnx")
+    assert proc.returncode == 0, proc.stderr
+    rc = json.loads(proc.stdout)["reconstruction"]
+    assert rc["iters"] == 1 and rc["images"] == 2 and rc["weights"] > 0
+    assert run_cli("quantize", model, *common, tmp_path / "ptq.onnx").returncode == 0  # the same UH start, not reconstructed
+    ints = [{t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(tmp_path / f).graph.initializer if t.name.endswith("_int8")}
+            for f in ("qat.onnx", "ptq.onnx")]  # fmt: skip
+    assert ints[0].keys() == ints[1].keys() and any(not np.array_equal(ints[0][n], ints[1][n]) for n in ints[0])  # rounding kept
 
 
 def test_shared_concat_scales_stay_shared():

@@ -1,6 +1,7 @@
 """QAT against PTQ on held-out images, run as a user would (`qyolo-trt quantize` / `qyolo-trt qat` subprocesses).
 
-For each model: PTQ (UH, the quantize default for the bit width; at 8 bits also +bias correction) and QAT variants
+For each model: PTQ (UH, the quantize default for the bit width; at 8 bits also +bias correction; reconstruction, the
+start of `qat`'s default) and QAT variants
 (EMA / QC on or off) trained on images TRAIN, scored on the disjoint images EVAL: head SQNR and FP32 agreement
 (``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: a YOLO-labels copy of the EVAL split), plus each
 command's wall time and peak RSS (``os.wait4``), QAT's flipped weights in its last epoch. JSON + a Markdown table.
@@ -25,7 +26,8 @@ from qyolo_trt.data import list_images
 from qyolo_trt.eval.evaluate import evaluate, quality
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-VARIANTS = {"qat": [], "qat-no-ema": ["--no-ema"], "qat-no-qc": ["--no-qc"], "qat-plain": ["--no-ema", "--no-qc"]}
+REFIT = ["--scale-lr", "1e-4", "--bias-lr", "1e-4"]  # the step-size and bias rates the QC phase refits at (defaults: 0)
+VARIANTS = {"qat": [], "qat-no-ema": ["--no-ema"], "qat-qc": ["--qc", *REFIT], "qat-qc-no-ema": ["--qc", "--no-ema", *REFIT]}
 
 
 def run(cmd: list[str]) -> tuple[dict, float, float]:
@@ -69,7 +71,9 @@ def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     commands = {"ptq-uh": ["quantize", str(model), "--images", str(listing), *bits]}
     if args.bits == 8:
         commands["ptq-uh+bc"] = [*commands["ptq-uh"], "--bias-correction"]
-    extra = ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    if args.ptq_rc:
+        commands["ptq-rc"] = [*commands["ptq-uh"], "--reconstruct"]
+    extra = [*(["--epochs", str(args.epochs)] if args.epochs is not None else []), *args.qat_args.split()]
     for name in args.variants.split(","):
         commands[name] = ["qat", str(model), "--images", str(listing), *bits, *extra, *VARIANTS[name]]
     rows = []
@@ -107,6 +111,8 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=None, help="QAT epochs (default: the CLI's)")
     parser.add_argument("--variants", default="qat", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--qat-args", default="", help="extra qat options for every variant, e.g. '--no-reconstruct'")
+    parser.add_argument("--ptq-rc", action="store_true", help="also the reconstruction PTQ row (quantize --reconstruct)")
     parser.add_argument("--map", action="store_true", help="also label mAP50-95 on the EVAL split")
     parser.add_argument("--json", type=Path, default=Path("bench_qat.json"))
     args = parser.parse_args()

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from ..defaults import BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, QAT_BATCH, QAT_CROP, QAT_EPOCHS, QAT_QC_EPOCHS
+from ..defaults import (BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EPOCHS, QAT_LR, QAT_QC,
+                        QAT_QC_EPOCHS, QAT_RECONSTRUCT, QAT_SCALE_LR, RECONSTRUCT_ITERS)  # fmt: skip
 from ..errors import QyoloError
 from ..fileio import refuse_overwrite, write_bytes_atomic
 from .common import FiniteFloatRange, emit, json_option, log
@@ -23,8 +24,16 @@ from .common import FiniteFloatRange, emit, json_option, log
               help="Random crop side per step, as a fraction of the image (1: whole images).")
 @click.option("--bits", type=click.IntRange(*BITS_RANGE), default=DEFAULT_BITS, show_default=True,
               help="W{b}A{b}: calibrate and quantize for this width, then fine-tune on its grid.")
+@click.option("--reconstruct/--no-reconstruct", default=QAT_RECONSTRUCT, show_default=True,
+              help="Start from the reconstructed model (quantize --reconstruct on IMAGES: learned rounding + bias refit), not plain UH.")
+@click.option("--reconstruct-iters", type=click.IntRange(0), default=RECONSTRUCT_ITERS, show_default=True,
+              help="Reconstruction steps per block (with --reconstruct).")
+@click.option("--lr", type=FiniteFloatRange(0), default=QAT_LR, show_default=True, help="Adam step of the weights, in grid steps.")
+@click.option("--scale-lr", type=FiniteFloatRange(0), default=QAT_SCALE_LR, show_default=True,
+              help="Adam step of the activation step sizes (LSQ), relative to each (0: the calibrated steps stay).")
+@click.option("--bias-lr", type=FiniteFloatRange(0), default=QAT_BIAS_LR, show_default=True, help="Adam step of the quantized convs' float biases.")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="Export an exponential moving average of the weights.")
-@click.option("--qc/--no-qc", default=True, show_default=True, help="Correction phase after QAT: weights frozen, step sizes and biases refit.")
+@click.option("--qc/--no-qc", default=QAT_QC, show_default=True, help="Correction phase after QAT: weights frozen, step sizes and biases refit (at --scale-lr / --bias-lr).")
 @click.option("--qc-epochs", type=click.IntRange(0), default=QAT_QC_EPOCHS, show_default=True, help="Passes of the correction phase.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image order and crops.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads (default: torch's own).")
@@ -33,9 +42,9 @@ from .common import FiniteFloatRange, emit, json_option, log
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint of an interrupted run with the same settings.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
-def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch: int, crop: float, bits: int, ema: bool, qc: bool,
-            qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
-    """Fine-tune MODEL's UH-quantized QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
+def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch: int, crop: float, bits: int, reconstruct: bool,
+            reconstruct_iters: int, lr: float, scale_lr: float, bias_lr: float, ema: bool, qc: bool, qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
+    """Fine-tune MODEL's UH-quantized (by default also reconstructed) QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
     ckpt = checkpoint or output.with_name(f"{output.name}.ckpt")
     refuse_overwrite([output, ckpt], [model])
     if resume and not ckpt.is_file():
@@ -50,15 +59,19 @@ def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch
     fp32 = load_onnx(model)
     paths = list_images(images, limit=num_images)
     scales = calibrate(fp32, paths, methods=(DEFAULT_METHOD,), bits=bits)[DEFAULT_METHOD]
-    qdq = quantize(fp32, scales, config=QuantizeConfig(bits=bits)).model
+    config = QuantizeConfig(bits=bits, reconstruct=reconstruct, reconstruct_images=paths, reconstruct_iters=reconstruct_iters, seed=seed)
+    if reconstruct:
+        log(f"qat: reconstructing the start ({reconstruct_iters} steps per block)")
+    start = quantize(fp32, scales, config=config)
     log(f"qat: {len(paths)} images, {epochs} epochs, bits {bits}, checkpoint {ckpt}")
-    result, stats = qat(qdq, fp32, load_feeds(fp32, paths, len(paths)), epochs=epochs, batch=batch, crop=crop, ema=ema, qc=qc,
-                        qc_epochs=qc_epochs, seed=seed, checkpoint=ckpt, resume=resume, threads=threads, on_epoch=_log_epoch)  # fmt: skip
+    result, stats = qat(start.model, fp32, load_feeds(fp32, paths, len(paths)), epochs=epochs, batch=batch, crop=crop, lr=lr, scale_lr=scale_lr,
+                        bias_lr=bias_lr, ema=ema, qc=qc, qc_epochs=qc_epochs, seed=seed, checkpoint=ckpt, resume=resume, threads=threads, on_epoch=_log_epoch)  # fmt: skip
     write_bytes_atomic(output, result.SerializeToString())
     if checkpoint is None:
         ckpt.unlink(missing_ok=True)
     log(f"qat: wrote {output} in {stats['seconds']:.1f} s")
-    emit({"model": str(model), "images": len(paths), "bits": bits, "output": str(output), "stats": stats}, as_json, _text)
+    emit({"model": str(model), "images": len(paths), "bits": bits, "output": str(output), "reconstruction": start.report.get("reconstruction"),
+          "stats": stats}, as_json, _text)  # fmt: skip
 
 
 def _log_epoch(row: dict[str, Any]) -> None:

@@ -1,12 +1,15 @@
 """Quantization-aware fine-tuning of a QDQ model, label-free, exported as the same QDQ model with new values.
 
-The QDQ model (placement, shared Concat scales, shifts, bit width) is loaded as a ``TorchGraph``: every quantized
-weight becomes an ``STEWeight`` (the FP32 weight learned in grid units, rounded straight-through on the model's own
-per-channel scale), every activation quantizer a learned step size (LSQ, Esser et al. 2020) initialised from the
-model's (UH) scale, one parameter per group of tensors that share a scale, and each quantized conv's float bias a
-learned offset. The objective is distillation from the FP32 model (``distill``) on random stride-aligned crops.
-Optional: an EMA of the parameters (``ema``) and the QC phase (weights frozen as integers, step sizes and biases
-refit for ``qc_epochs``), both from Gupta & Asthana 2023. Each epoch records the weights whose integer flipped.
+The QDQ model (placement, shared Concat scales, shifts, bit width; UH-calibrated, and reconstructed by ``qat --reconstruct``)
+is loaded as a ``TorchGraph``: every quantized weight becomes an ``STEWeight`` (learned in grid units from the model's
+own integers, with the FP32 weight's residual where the model rounded to nearest, so a reconstructed start keeps its
+rounding; rounded straight-through on the model's per-channel scale), every activation quantizer but the image input's
+a step size learned at ``scale_lr`` (LSQ, Esser et al. 2020; one parameter per group of tensors that share a scale),
+and each quantized conv's float bias an offset learned at ``bias_lr``. Both rates default to 0: on the tuning split they
+lost to learning the weights alone (README, QAT). The objective is distillation from the FP32 model (``distill``) on
+random stride-aligned crops. Optional: an EMA of the parameters (``ema``) and the QC phase (weights frozen as integers,
+step sizes and biases refit for ``qc_epochs``), both from Gupta & Asthana 2023. Each epoch records the weights whose
+integer flipped.
 
 Checkpoints (every epoch, written atomically) hold the parameters, the optimiser, the EMA and the history; a resumed
 run continues after the last finished epoch and ends exactly like an uninterrupted one (per-epoch RNG streams).
@@ -26,38 +29,38 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..defaults import (QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EMA_DECAY, QAT_EPOCHS, QAT_LR, QAT_QC_EPOCHS,
+from ..defaults import (QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EMA_DECAY, QAT_EPOCHS, QAT_LR, QAT_QC, QAT_QC_EPOCHS,
                         QAT_SCALE_LR)  # fmt: skip
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..lazy import lazy_import
 from ..normalize import normalize
 from ..progress import progress_bar
-from ..qdq.scale_groups import ScaleGroups
 from .blocks import is_local
 from .distill import distill_loss, distill_targets, random_window, resizes_by_scale
 from .ema import FlipCounter, ParamEMA
 from .graph import TorchGraph
 from .quantizers import ActQuant, FixedWeight
+from .scales import learnable_scales
 from .writeback import write_act_scales, write_back
 
 torch = lazy_import("torch", "export", "torch (qyolo_trt.torchq)")
 nn = torch.nn
 
-GROUP_OPS = frozenset({"Concat", "MaxPool", "Resize"})  # inputs and output share one scale (qdq.quantize)
 MIN_SCALE = 1e-8
+HALF_STEP = 0.499  # a latent's start stays this close to its integer: it rounds to the start's integer
 
 
 class STEWeight(nn.Module):
-    """A per-channel symmetric weight for QAT: ``latent = W / scale`` is learned, ``round`` is straight-through
-    (zero gradient where the clamp to ``[-qmax, qmax]`` saturates); ``integers()`` is what ``forward`` uses."""
+    """A per-channel symmetric weight for QAT: ``latent`` (the weight in grid units) is learned, ``round`` is
+    straight-through (zero gradient where the clamp to ``[-qmax, qmax]`` saturates); ``integers()`` is what ``forward`` uses."""
 
-    def __init__(self, weight: np.ndarray, scale: np.ndarray, axis: int, qmax: int) -> None:
+    def __init__(self, latent: np.ndarray, scale: np.ndarray, axis: int, qmax: int) -> None:
         super().__init__()
         self.axis, self.qmax = axis, int(qmax)
-        shape = [-1 if i == axis else 1 for i in range(weight.ndim)]
+        shape = [-1 if i == axis else 1 for i in range(latent.ndim)]
         self.register_buffer("scale", torch.from_numpy(scale.astype(np.float32)).reshape(shape))
-        self.latent = nn.Parameter(torch.from_numpy(weight.astype(np.float32)) / self.scale)
+        self.latent = nn.Parameter(torch.from_numpy(latent.astype(np.float32)))
 
     def grid(self, latent: torch.Tensor | None = None) -> torch.Tensor:
         """The integers of ``latent`` (default: this weight's), as floats."""
@@ -111,7 +114,7 @@ def qat(
     bias_lr: float = QAT_BIAS_LR,
     ema: bool = True,
     ema_decay: float = QAT_EMA_DECAY,
-    qc: bool = True,
+    qc: bool = QAT_QC,
     qc_epochs: int = QAT_QC_EPOCHS,
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
@@ -137,7 +140,7 @@ def qat(
     fp32 = normalize(fp32)
     run = _prepare(qdq, fp32, feeds, crop)
     weights = _ste_weights(run.student, fp32)
-    scales, deltas = _lsq_scales(run.student), _bias_deltas(run.student)
+    scales, deltas = _lsq_scales(run.student, run.input_name), _bias_deltas(run.student)
     optimizer = torch.optim.Adam([{"params": [w.latent for w in weights.values()], "lr": lr},
                                   {"params": deltas, "lr": bias_lr},
                                   *({"params": [p], "lr": scale_lr * float(p.detach())} for p in scales)])  # fmt: skip
@@ -186,36 +189,33 @@ def _prepare(qdq: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Sequence[dict[s
 
 
 def _ste_weights(graph: TorchGraph, fp32: onnx.ModelProto) -> dict[str, STEWeight]:
-    """Swap every quantized weight for an ``STEWeight`` on its grid, from the FP32 weight (the stored one if none)."""
+    """Swap every quantized weight for an ``STEWeight`` that starts on the model's own integer ``q``: the latent is
+    ``W / scale`` where ``q`` is its nearest integer (clipped just inside the rounding interval), ``q`` itself where the
+    model rounded the other way (a reconstructed start) or has no FP32 weight, so the start model is kept exactly."""
     floats = {t.name: numpy_helper.to_array(t) for t in fp32.graph.initializer}
     out = {}
     for name in graph.weight_keys:
         fixed = graph.weight(name)
-        qmax = int(np.abs(fixed.integers()).max()) or 127  # MinMax grids reach +-qmax in some channel
-        weight = floats.get(name, fixed().detach().numpy())
-        out[name] = STEWeight(weight, fixed.scale.numpy().ravel(), fixed.axis, qmax)
+        q, scale = fixed.integers(), fixed.scale.numpy()
+        residual = floats[name] / scale - q if name in floats else np.zeros(q.shape)
+        residual = np.where(np.abs(residual) <= 0.5, np.clip(residual, -HALF_STEP, HALF_STEP), 0.0)
+        qmax = int(np.abs(q).max()) or 127  # MinMax grids reach +-qmax in some channel
+        out[name] = STEWeight(q + residual, scale.ravel(), fixed.axis, qmax)
         graph.set_weight(name, out[name])
     return out
 
 
-def _lsq_scales(graph: TorchGraph) -> list[nn.Parameter]:
-    """A learnable step size for every activation quantizer; quantizers that share a scale (the inputs and output of
-    a Concat / MaxPool / Resize) share one parameter."""
-    producer = {o: s for s in graph.steps for o in s.outputs}
-    groups = ScaleGroups()
-    for step in graph.steps:
-        if step.op in GROUP_OPS:
-            tensors = [*step.inputs[: 1 if step.op == "Resize" else None], step.outputs[0]]
-            keys = [producer[t].key for t in tensors if t in producer and producer[t].op == "ActQuant"]
-            keys += [s.key for s in graph.steps if s.op == "ActQuant" and s.inputs[0] == step.outputs[0]]
-            for key in keys:
-                groups.join(key, keys[0])
-    shared: dict[tuple, nn.Parameter] = {}
-    for key, old in list(graph.acts.items()):
-        new = ActQuant(float(old.scale), old.zero_point, old.qmin, old.qmax, learn_scale=True)
-        new.scale = shared.setdefault((groups.find(key), float(old.scale), old.zero_point), new.scale)
-        graph.acts[key] = new
-    return list(shared.values())
+def _lsq_scales(graph: TorchGraph, fixed: str) -> list[nn.Parameter]:
+    """Learnable step sizes (``scales.learnable_scales``: one per group of quantizers sharing a scale) for every
+    activation quantizer but the group of tensor ``fixed`` (the image input: UH's step puts the pixels ``k / 255`` on
+    rounding ties, so any change re-rounds half of them at once)."""
+    params = learnable_scales(graph)
+    frozen = {id(params[s.key]) for s in graph.steps if s.op == "ActQuant" and s.inputs[0] == fixed}
+    for key, p in params.items():
+        if id(p) in frozen:
+            old = graph.acts[key]
+            graph.acts[key] = ActQuant(float(p.detach()), old.zero_point, old.qmin, old.qmax)
+    return list({id(p): p for p in params.values() if id(p) not in frozen}.values())
 
 
 def _bias_deltas(graph: TorchGraph) -> list[nn.Parameter]:
