@@ -48,7 +48,8 @@ def calibrate(model: ModelSource | None = None, images: ImageSource | None = Non
 def quantize(model: ModelSource | None = None, scales: ScalesFile | str | os.PathLike | None = None, *,
              images: ImageSource | None = None, config: QuantizeConfig = QuantizeConfig(), method: str = DEFAULT_METHOD,
              num_images: int | None = None) -> QuantizeResult:
-    """The QDQ model of ``model`` under ``config`` (placement mode, exclusions, fallback, bias correction, bits).
+    """The QDQ model of ``model`` under ``config`` (placement mode, exclusions, fallback, bias correction, weight and
+    activation bits).
 
     ``scales``: a ``ScalesFile`` or a scales JSON path; ``None`` calibrates with ``method`` on ``images`` first.
     The result's ``model`` is an ``onnx.ModelProto`` (``onnx.save`` it), ``report`` says what each step did.
@@ -59,7 +60,7 @@ def quantize(model: ModelSource | None = None, scales: ScalesFile | str | os.Pat
     proto = _model(model)
     if scales is None:
         src = images if images is not None else default_calib()
-        scales = calibrate(proto, src, methods=(method,), num_images=num_images, bits=config.bits)[method]
+        scales = calibrate(proto, src, methods=(method,), num_images=num_images, bits=config.act_bits)[method]
         if images is not None:  # the passes that need images use the calibration images unless told otherwise
             config = config.with_images(images)
     elif not isinstance(scales, ScalesFile):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -94,6 +96,14 @@ def observed_scales(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> Sca
             lower=lo, upper=hi, shift=(lo + hi) / 2, shift_scale=(hi - lo) / 254,
         )
     return ScalesFile(model_hash(model), "max", 1, tensors)
+
+
+def lowbit_scales(model: onnx.ModelProto, feeds: dict[str, np.ndarray], bits: int) -> ScalesFile:
+    """``observed_scales`` on the symmetric ``bits`` grid (scale = clip / (2**(bits-1) - 1)), recorded as calibrated for it."""
+    base = observed_scales(model, feeds)
+    qmax = 2 ** (bits - 1) - 1
+    tensors = {k: dataclasses.replace(r, scale=r.clip / qmax, shift_scale=None, shift=None) for k, r in base.tensors.items()}
+    return dataclasses.replace(base, tensors=tensors, params={"bits": bits})
 
 
 def fixed_scales(model: onnx.ModelProto, amax: float = 4.0) -> ScalesFile:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from qdq_graphs import observed_scales, tensor_values, tiny_detector
+from qdq_graphs import lowbit_scales, observed_scales, tensor_values, tiny_detector
 
 from conftest import assert_clean_error, run_cli
 from qyolo_trt.calib import Histogram, MethodOptions, compute_range
@@ -26,11 +24,7 @@ def model() -> onnx.ModelProto:
 
 
 def scales_for(model: onnx.ModelProto, bits: int):
-    """Max-observed ranges on the ``bits`` grid (scale = clip / (2**(bits-1) - 1))."""
-    base = observed_scales(model, FEEDS)
-    qmax = 2 ** (bits - 1) - 1
-    tensors = {k: dataclasses.replace(r, scale=r.clip / qmax, shift_scale=None, shift=None) for k, r in base.tensors.items()}
-    return dataclasses.replace(base, tensors=tensors, params={"bits": bits})
+    return lowbit_scales(model, FEEDS, bits)
 
 
 def test_gaussian_clip_follows_the_grid():

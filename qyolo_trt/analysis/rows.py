@@ -1,4 +1,4 @@
-"""Extra `compare` rows: low-bit (W{b}A{b}) simulations, automatic float fallback and reconstruction, as
+"""Extra `compare` rows: low-bit (W{w}A{a}) simulations, automatic float fallback and reconstruction, as
 ``eval.compare.Variant``s.
 Each row is one ``qdq.pipeline.run`` with its config; the fallback rows share one sensitivity ranking."""
 
@@ -20,21 +20,22 @@ from ..qdq.pipeline import run
 from .sensitivity import layer_sensitivity
 
 VariantsFn = Callable[[onnx.ModelProto, Sequence[Path]], list[Variant]]
+Width = int | tuple[int, int]  # b (W{b}A{b}) or (weight bits, activation bits)
 
 
-def lowbit_rows(methods: Sequence[str], modes: Sequence[str], bits: Sequence[int]) -> VariantsFn:
-    """W{b}A{b} rows for every (method, mode) of the plan except shifted (one calibration pass per width)."""
+def lowbit_rows(methods: Sequence[str], modes: Sequence[str], widths: Sequence[Width]) -> VariantsFn:
+    """W{w}A{a} rows for every (method, mode) of the plan except shifted (one calibration pass per activation width)."""
 
     def rows(model: onnx.ModelProto, calib: Sequence[Path]) -> list[Variant]:
         out = []
         pairs = [(m, mode) for m, mode in plan(methods, modes) if mode != "shifted"]
-        for b in bits:
-            t0 = time.perf_counter()
-            scales = calibrate(model, list(calib), methods=list(dict.fromkeys(m for m, _ in pairs)), bits=b, progress_desc=f"calibrate {b}-bit")
-            seconds = time.perf_counter() - t0
+        calibrated = _calibrations(model, calib, list(dict.fromkeys(m for m, _ in pairs)))
+        for w, a in map(_pair, widths):
+            scales, seconds = calibrated(a)
             for method, mode in pairs:
-                q = run(model, scales[method], QuantizeConfig(mode=mode, bits=b)).model
-                out.append(Variant(f"{method}/{mode} W{b}A{b}", q, TARGETS[mode], seconds, {"method": method, "mode": mode, "bits": b}))
+                q = run(model, scales[method], QuantizeConfig(mode=mode, weight_bits=w, act_bits=a)).model
+                info = {"method": method, "mode": mode, "weight_bits": w, "act_bits": a}
+                out.append(Variant(f"{method}/{mode} W{w}A{a}", q, TARGETS[mode], seconds, info))
         return out
 
     return rows
@@ -62,23 +63,43 @@ def fallback_rows(method: str, ks: Sequence[int], num_images: int = SENSITIVITY_
     return rows
 
 
-def reconstruct_rows(bits: Sequence[int], iters: int = RECONSTRUCT_ITERS) -> VariantsFn:
-    """UH rows with reconstruction on the calibration images (``+rc``): shifted at 8 bits, W{b}A{b} symmetric below."""
+def reconstruct_rows(widths: Sequence[Width], iters: int = RECONSTRUCT_ITERS) -> VariantsFn:
+    """UH rows with reconstruction on the calibration images (``+rc``): shifted at W8A8, W{w}A{a} symmetric below."""
 
     def rows(model: onnx.ModelProto, calib: Sequence[Path]) -> list[Variant]:
         out = []
-        for b in bits:
+        calibrated = _calibrations(model, calib, ["uh"])
+        for w, a in map(_pair, widths):
+            scales, seconds = calibrated(a)
             t0 = time.perf_counter()
-            scales = calibrate(model, list(calib), methods=("uh",), bits=b, progress_desc=f"calibrate {b}-bit")["uh"]
-            config = QuantizeConfig(bits=b, reconstruct=True, reconstruct_images=list(calib), reconstruct_num_images=len(calib),
-                                    reconstruct_iters=iters)
-            q = run(model, scales, config)
-            label = f"uh/{config.mode}+rc" + (f" W{b}A{b}" if b != 8 else "")
-            info = {"method": "uh", "mode": config.mode, "bits": b, "reconstruction": q.report["reconstruction"]}
-            out.append(Variant(label, q.model, TARGETS[config.mode], time.perf_counter() - t0, info))
+            config = QuantizeConfig(weight_bits=w, act_bits=a, reconstruct=True, reconstruct_images=list(calib),
+                                    reconstruct_num_images=len(calib), reconstruct_iters=iters)
+            q = run(model, scales["uh"], config)
+            label = f"uh/{config.mode}+rc" + (f" W{w}A{a}" if config.lowbit else "")
+            info = {"method": "uh", "mode": config.mode, "weight_bits": w, "act_bits": a, "reconstruction": q.report["reconstruction"]}
+            out.append(Variant(label, q.model, TARGETS[config.mode], seconds + time.perf_counter() - t0, info))
         return out
 
     return rows
+
+
+def _pair(width: Width) -> tuple[int, int]:
+    """(weight bits, activation bits) of a width: ``b`` is W{b}A{b}."""
+    return (width, width) if isinstance(width, int) else width
+
+
+def _calibrations(model: onnx.ModelProto, calib: Sequence[Path], methods: list[str]) -> Callable[[int], tuple[dict, float]]:
+    """``act_bits -> (scales per method, seconds)``: one calibration pass per activation width, on first use."""
+    done: dict[int, tuple[dict, float]] = {}
+
+    def calibrated(act_bits: int) -> tuple[dict, float]:
+        if act_bits not in done:
+            t0 = time.perf_counter()
+            scales = calibrate(model, list(calib), methods=methods, bits=act_bits, progress_desc=f"calibrate {act_bits}-bit")
+            done[act_bits] = scales, time.perf_counter() - t0
+        return done[act_bits]
+
+    return calibrated
 
 
 def chained(*fns: VariantsFn) -> VariantsFn:

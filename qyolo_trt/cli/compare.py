@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,12 @@ from .common import emit, format_table, json_option, log, post_options, split_cs
               help="Interleaved rounds of the --targets timing (0: accuracy only).")
 @click.option("--bootstrap", "samples", type=click.IntRange(10), default=1000, show_default=True, help="Bootstrap resamplings for the drop's 95% CI.")
 @post_options
-@click.option("--bits", "low_bits", default="", help="Also W{b}A{b} rows for these low-bit widths, e.g. 4,6 (fake-quantized; symmetric/asymmetric).")
+@click.option("--bits", "low_bits", default="",
+              help="Also low-bit rows (fake-quantized; symmetric/asymmetric) at these widths: b for W{b}A{b}, wXaY for split widths, e.g. 4,6,w8a4,w4a8.")
 @click.option("--auto-fallback", "fallback_ks", default="",
               help="Also rows of the first method (symmetric) with the K most sensitive layers float, e.g. 1,2,4,8 (ranked on 8 calibration images).")
 @click.option("--reconstruct", "recon_bits", default="",
-              help="Also UH rows with reconstruction (+rc) at these widths, e.g. 8,4 (8: shifted; below: symmetric W{b}A{b}). Needs torch.")
+              help="Also UH rows with reconstruction (+rc) at these widths, e.g. 8,4,w8a4,w4a8 (8: shifted; below: symmetric W{w}A{a}). Needs torch.")
 @click.option("--reconstruct-iters", type=click.IntRange(0, 100_000), default=RECONSTRUCT_ITERS, show_default=True, help="Steps per block for --reconstruct rows.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Also write the result JSON here (atomically).")
 @json_option
@@ -89,21 +91,37 @@ def compare_cmd(
 
 def _extra_rows(methods: list[str], modes: list[str], low_bits: str, fallback_ks: str, recon_bits: str, recon_iters: int):
     """The low-bit, float-fallback and reconstruction rows (``qyolo_trt.analysis.rows``), or None."""
+    widths, rwidths = parse_widths("--bits", low_bits), parse_widths("--reconstruct", recon_bits)
     try:
-        bits, ks, rbits = ([int(b) for b in split_csv(text)] for text in (low_bits, fallback_ks, recon_bits))
+        ks = [int(k) for k in split_csv(fallback_ks)]
     except ValueError:
-        raise QyoloError("--bits, --auto-fallback and --reconstruct take comma-separated integers") from None
-    if bad := [b for b in bits + rbits if not BITS_RANGE[0] <= b <= BITS_RANGE[1]] + [k for k in ks if k < 0]:
-        raise QyoloError(f"--bits and --reconstruct must be in {BITS_RANGE[0]}..{BITS_RANGE[1]} and --auto-fallback >= 0 (got {bad})")
-    if not bits and not ks and not rbits:
+        raise QyoloError("--auto-fallback takes comma-separated integers") from None
+    if bad := [k for k in ks if k < 0]:
+        raise QyoloError(f"--auto-fallback must be >= 0 (got {bad})")
+    if not widths and not ks and not rwidths:
         return None
     from ..analysis.rows import chained, fallback_rows, lowbit_rows, reconstruct_rows
 
-    if rbits:
+    if rwidths:
         lazy_import("torch", "export", "torch (needed by --reconstruct)")
 
-    return chained(*([lowbit_rows(methods, modes, bits)] if bits else []), *([fallback_rows(methods[0], ks)] if ks else []),
-                   *([reconstruct_rows(rbits, recon_iters)] if rbits else []))
+    return chained(*([lowbit_rows(methods, modes, widths)] if widths else []), *([fallback_rows(methods[0], ks)] if ks else []),
+                   *([reconstruct_rows(rwidths, recon_iters)] if rwidths else []))
+
+
+def parse_widths(option: str, text: str) -> list[tuple[int, int]]:
+    """(weight bits, activation bits) of each item of a width list: ``b`` (W{b}A{b}) or ``wXaY``, each in BITS_RANGE."""
+    out = []
+    for item in split_csv(text):
+        found = re.fullmatch(r"(\d+)|w(\d+)a(\d+)", item.lower())
+        if found is None:
+            raise QyoloError(f"{option} takes comma-separated widths, b (W{{b}}A{{b}}) or wXaY, e.g. 4,w8a4 (got {item!r})")
+        b, w, a = found.groups()
+        pair = (int(b), int(b)) if b else (int(w), int(a))
+        if not all(BITS_RANGE[0] <= x <= BITS_RANGE[1] for x in pair):
+            raise QyoloError(f"{option} widths must be in {BITS_RANGE[0]}..{BITS_RANGE[1]} (got {item})")
+        out.append(pair)
+    return out
 
 
 def _text(result: dict[str, Any], rows: list[dict[str, Any]], columns: list[str]) -> str:

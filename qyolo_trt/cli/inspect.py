@@ -13,6 +13,7 @@ from ..defaults import TARGETS
 from ..errors import QyoloError
 from ..model import load_onnx
 from ..qdq.describe import describe_qdq
+from ..qdq.passes.lowbit import width_label
 from .common import emit, format_table, json_option
 
 
@@ -44,7 +45,7 @@ def _text(result: dict[str, Any]) -> str:
     lines.append(f"QuantizeLinear {result['qdq']['QuantizeLinear']}, DequantizeLinear {result['qdq']['DequantizeLinear']}")
     report = result["report"]
     if report:
-        lines.append(f"rewrite: placed for {result['target']}, mode {report['mode']}, scales method {report['method']}, {report.get('bits', 8)}-bit")
+        lines.append(f"rewrite: placed for {result['target']}, mode {report['mode']}, scales method {report['method']}, {width_label(report)}")
         if bc := report.get("bias_correction"):
             lines.append(f"bias correction: {bc['convs']} convs on {bc['images']} images")
         if fb := report.get("fallback"):

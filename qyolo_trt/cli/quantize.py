@@ -43,6 +43,9 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--fallback-num-images", type=click.IntRange(1), default=SENSITIVITY_IMAGES, show_default=True, help="Use the first N fallback images.")
 @click.option("--bits", type=click.IntRange(*BITS_RANGE), default=DEFAULT_BITS, show_default=True,
               help="Low-bit simulation (W{b}A{b}, fake-quantized for ONNX Runtime; int4 weights at 4): the scales must be calibrated for it.")
+@click.option("--weight-bits", type=click.IntRange(*BITS_RANGE), default=None, help="Weight width (default: --bits), e.g. W4A8.")
+@click.option("--act-bits", type=click.IntRange(*BITS_RANGE), default=None,
+              help="Activation width (default: --bits), e.g. W8A4: the scales must be calibrated for it.")
 @click.option("--bias-correction", is_flag=True,
               help="Fold each quantized conv's mean output error (vs a float twin, on --images or the embedded calib_data/) into its bias.")
 @click.option("--bias-num-images", type=click.IntRange(1), default=BIAS_IMAGES, show_default=True, help="Images for --bias-correction.")
@@ -62,7 +65,7 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     target: str, mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
-    fallback_images: str | None, fallback_num_images: int, bits: int, bias_correction: bool, bias_num_images: int,
+    fallback_images: str | None, fallback_num_images: int, bits: int, weight_bits: int | None, act_bits: int | None, bias_correction: bool, bias_num_images: int,
     reconstruct: bool, reconstruct_iters: int, reconstruct_num_images: int, seed: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model placed for --target (TensorRT by default)."""
@@ -78,7 +81,7 @@ def quantize_cmd(
         fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
         fallback_num_images=fallback_num_images, bias_correction=bias_correction,
         bias_num_images=bias_num_images, reconstruct=reconstruct, reconstruct_iters=reconstruct_iters,
-        reconstruct_num_images=reconstruct_num_images, seed=seed, bits=bits, float_dtype=float_dtype, io_dtype=io_dtype,
+        reconstruct_num_images=reconstruct_num_images, seed=seed, bits=bits, weight_bits=weight_bits, act_bits=act_bits, float_dtype=float_dtype, io_dtype=io_dtype,
     )  # fmt: skip
     from ..api import quantize
 
@@ -97,6 +100,8 @@ def quantize_cmd(
 
 
 def _text(result: dict[str, Any]) -> str:
+    from ..qdq.passes.lowbit import width_label
+
     report = result["report"]
     quantized = ", ".join(f"{op} {n}" for op, n in report["quantized"].items())
     reasons: dict[str, int] = {}
@@ -104,7 +109,7 @@ def _text(result: dict[str, Any]) -> str:
         kind = entry["reason"].split(":")[0]
         reasons[kind] = reasons.get(kind, 0) + 1
     lines = [
-        f"{result['output']}  (target {report.get('target', DEFAULT_TARGET)}, mode {report['mode']}, scales {result['scales']})",
+        f"{result['output']}  (target {report.get('target', DEFAULT_TARGET)}, mode {report['mode']}, {width_label(report)}, scales {result['scales']})",
         f"quantized: {quantized or 'nothing'}",
         f"kept float: {', '.join(f'{r} {n}' for r, n in reasons.items()) or 'nothing'}",
     ]

@@ -25,13 +25,22 @@ def _choice(what: str, value: str, choices: Sequence[str]) -> None:
         raise QyoloError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
 
 
+def check_widths(widths: dict[str, int]) -> None:
+    """Refuse a bit width (keyed by its option) outside ``BITS_RANGE``."""
+    for option, bits in widths.items():
+        if not BITS_RANGE[0] <= bits <= BITS_RANGE[1]:
+            raise QyoloError(f"{option} must be in {BITS_RANGE[0]}..{BITS_RANGE[1]}, got {bits}")
+
+
 @dataclass(frozen=True)
 class QuantizeConfig:
     """How to turn an FP32 model and its scales into a QDQ model: the rewrite, then the enabled passes."""
 
     mode: str | None = None  # None: the target's default at 8 bits, BASE_MODE below
     target: str = DEFAULT_TARGET  # the runtime the placement is made for (qdq.rules.PROFILES)
-    bits: int = DEFAULT_BITS
+    bits: int = DEFAULT_BITS  # weights and activations, unless one of the two below is given
+    weight_bits: int | None = None  # None: bits (both resolved on construction: replace() them with bits)
+    act_bits: int | None = None  # None: bits; the activation scales must be calibrated for it
     weight_clip: str = DEFAULT_WEIGHT_CLIP
     exclude: tuple[str, ...] = ()  # regexes over node names kept float
     keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
@@ -55,13 +64,20 @@ class QuantizeConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        object.__setattr__(self, "weight_bits", self.bits if self.weight_bits is None else self.weight_bits)
+        object.__setattr__(self, "act_bits", self.bits if self.act_bits is None else self.act_bits)
         if self.mode is None and self.target in TARGETS:
-            object.__setattr__(self, "mode", PROFILES[self.target].default_mode if self.bits == DEFAULT_BITS else BASE_MODE)
+            object.__setattr__(self, "mode", BASE_MODE if self.lowbit else PROFILES[self.target].default_mode)
         self.check()
 
     @property
     def fallback(self) -> bool:
         return self.fallback_k is not None or self.fallback_db is not None
+
+    @property
+    def lowbit(self) -> bool:
+        """Weights or activations below 8 bits: the fake-quantized simulation (``passes.lowbit``)."""
+        return (self.weight_bits, self.act_bits) != (DEFAULT_BITS, DEFAULT_BITS)
 
     def with_images(self, images: ImageSource) -> QuantizeConfig:
         """This config with ``images`` for the passes that need images and were given none."""
@@ -74,15 +90,14 @@ class QuantizeConfig:
         _choice("mode", self.mode, MODES)
         if self.mode not in (modes := PROFILES[self.target].modes):
             raise QyoloError(f"--target {self.target} runs --mode {' or '.join(modes)}, not {self.mode} (a TensorRT form)")
-        if self.target != DEFAULT_TARGET and self.bits != DEFAULT_BITS:
+        if self.target != DEFAULT_TARGET and self.lowbit:
             raise QyoloError(f"--bits below 8 simulates the {DEFAULT_TARGET} placement; it does not combine with --target {self.target}")
         _choice("weight clip", self.weight_clip, WEIGHT_CLIPS)
         if bad := [k for k in self.keep_float if k not in KEEP_FLOAT]:
             raise QyoloError(f"unknown keep-float part(s) {', '.join(bad)}; choose from {', '.join(KEEP_FLOAT)}")
         if self.float_dtype not in FLOAT_DTYPES or self.io_dtype not in FLOAT_DTYPES:
             raise QyoloError(f"--float-dtype and --io-dtype take {' or '.join(FLOAT_DTYPES)}")
-        if not BITS_RANGE[0] <= self.bits <= BITS_RANGE[1]:
-            raise QyoloError(f"--bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]}, got {self.bits}")
+        check_widths({"--bits": self.bits, "--weight-bits": self.weight_bits, "--act-bits": self.act_bits})
         if self.fallback_k is not None and self.fallback_db is not None:
             raise QyoloError("give at most one of --auto-fallback, --fallback-budget")
         if self.fallback_k is not None and self.fallback_k < 0:
@@ -92,7 +107,7 @@ class QuantizeConfig:
                              f"{self.reconstruct_num_images}")
         if self.float_dtype == "fp32" and self.io_dtype == "fp16":
             raise QyoloError("--io-dtype fp16 needs --float-dtype fp16")
-        if self.bits != DEFAULT_BITS:
+        if self.lowbit:
             self._check_lowbit()
 
     def _check_lowbit(self) -> None:

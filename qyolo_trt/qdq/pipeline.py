@@ -47,10 +47,11 @@ def check_ready(config: QuantizeConfig) -> None:
 
 
 def check_scales(scales: ScalesFile, config: QuantizeConfig) -> None:
-    """The scales must have been calibrated for the config's bit width."""
+    """The scales must have been calibrated for the config's activation width."""
     have = int(scales.params.get("bits", 8))
-    if have != config.bits:
-        raise QyoloError(f"the scales ({scales.method}) were calibrated for {have} bits, not {config.bits}: recalibrate with --bits {config.bits}")
+    if have != config.act_bits:
+        raise QyoloError(f"the scales ({scales.method}) were calibrated for {have} bits, not {config.act_bits}: "
+                         f"recalibrate with --bits {config.act_bits}")
 
 
 def _rank(fp32: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig, feeds: Sequence[Feeds]) -> Any:

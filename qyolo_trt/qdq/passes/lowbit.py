@@ -1,11 +1,12 @@
-"""A pass: low-bit (W{b}A{b}) simulation of a QDQ model for ONNX Runtime.
+"""A pass: low-bit (W{w}A{a}) simulation of a QDQ model for ONNX Runtime.
 
-Weights are re-quantized from the FP32 model per output channel on the symmetric b-bit grid [-qmax, qmax]
-(MinMax, as the paper). Activation Q/DQ keep the scales calibrated for b bits (``calibrate(bits=b)``).
-At 4 bits the weights are stored as real int4 (DequantizeLinear, opset 21); at other widths as int8 holding
-b-bit values. Activations keep their int8 / uint8 Q/DQ with b-bit scales, and a Clip after each activation
-DequantizeLinear saturates it to the b-bit grid: exactly the b-bit fake-quantization. (Not int4 activation Q/DQ:
-ONNX Runtime's QDQ fusions reject int4 around MaxPool, and int4 saturates at [-8, 7], not the searched [-7, 7].)
+Below 8 bits, weights are re-quantized from the FP32 model per output channel on the symmetric w-bit grid
+[-qmax, qmax] (MinMax, as the paper); at 8 they keep the rewrite's int8 integers. Activation Q/DQ keep the scales
+calibrated for a bits (``calibrate(bits=a)``). At 4 bits the weights are stored as real int4 (DequantizeLinear,
+opset 21); at other widths as int8 holding w-bit values. Below 8 bits, activations keep their int8 / uint8 Q/DQ with
+a-bit scales, and a Clip after each activation DequantizeLinear saturates it to the a-bit grid: exactly the a-bit
+fake-quantization. (Not int4 activation Q/DQ: ONNX Runtime's QDQ fusions reject int4 around MaxPool, and int4
+saturates at [-8, 7], not the searched [-7, 7].)
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ...defaults import BITS_RANGE, DEFAULT_BITS
+from ...defaults import DEFAULT_BITS
 from ...errors import QyoloError
 from ...model import copy_model
-from ..config import QuantizeConfig
+from ..config import QuantizeConfig, check_widths
 from ..quantize import QuantizeResult
 from ..weights import quantize_per_channel
 from .base import PassContext, register, with_report
@@ -32,30 +33,43 @@ class LowBitPass:
     name = "lowbit"
 
     def enabled(self, config: QuantizeConfig) -> bool:
-        return config.bits != DEFAULT_BITS
+        return config.lowbit
 
     def apply(self, result: QuantizeResult, fp32: onnx.ModelProto, ctx: PassContext) -> QuantizeResult:
-        return with_report(lower_bits(result.model, fp32, ctx.config.bits), {**result.report, "bits": ctx.config.bits})
+        w, a = ctx.config.weight_bits, ctx.config.act_bits
+        return with_report(lower_bits(result.model, fp32, w, a), {**result.report, **width_report(w, a)})
 
 
-def lower_bits(qdq: onnx.ModelProto, fp32: onnx.ModelProto, bits: int) -> onnx.ModelProto:
-    """A copy of the int8 QDQ model ``qdq`` (of ``fp32``, activation scales calibrated for ``bits``) on a ``bits`` grid."""
-    if not BITS_RANGE[0] <= bits <= BITS_RANGE[1]:
-        raise QyoloError(f"--bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]}, got {bits}")
+def width_report(weight_bits: int, act_bits: int) -> dict[str, int]:
+    """The report's widths: ``bits`` when weights and activations share it (as before the split), else both."""
+    return {"bits": weight_bits} if weight_bits == act_bits else {"weight_bits": weight_bits, "act_bits": act_bits}
+
+
+def width_label(report: dict) -> str:
+    """``W{w}A{a}`` of a stored report (8 bits when it names none)."""
+    bits = report.get("bits", DEFAULT_BITS)
+    return f"W{report.get('weight_bits', bits)}A{report.get('act_bits', bits)}"
+
+
+def lower_bits(qdq: onnx.ModelProto, fp32: onnx.ModelProto, weight_bits: int, act_bits: int | None = None) -> onnx.ModelProto:
+    """A copy of the int8 QDQ model ``qdq`` (of ``fp32``, activation scales calibrated for ``act_bits``) with weights
+    on the ``weight_bits`` grid and activations on the ``act_bits`` grid (None: ``weight_bits``)."""
+    act_bits = weight_bits if act_bits is None else act_bits
+    check_widths({"--weight-bits": weight_bits, "--act-bits": act_bits})
     out = copy_model(qdq)
-    if bits == DEFAULT_BITS:
+    if weight_bits == act_bits == DEFAULT_BITS:
         return out
     g = out.graph
     inits = {t.name: t for t in g.initializer}
     floats = {t.name: numpy_helper.to_array(t) for t in fp32.graph.initializer}
     clips: list[onnx.NodeProto] = []
     for node in g.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            _requantize_weight(node, inits, floats, bits)
-        elif node.op_type == "QuantizeLinear" and node.input[0] not in inits:
-            clips += _lower_activation(node, g, inits, bits)
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and weight_bits != DEFAULT_BITS:
+            _requantize_weight(node, inits, floats, weight_bits)
+        elif node.op_type == "QuantizeLinear" and node.input[0] not in inits and act_bits != DEFAULT_BITS:
+            clips += _lower_activation(node, g, inits, act_bits)
     g.node.extend(clips)
-    if bits == NATIVE_BITS:
+    if weight_bits == NATIVE_BITS:
         _set_opset(out, INT4_OPSET)
     return _toposorted(out)
 
