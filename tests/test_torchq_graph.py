@@ -9,7 +9,9 @@ from qdq_graphs import fixed_scales, observed_scales, tensor_values, tiny_detect
 
 from conftest import shared_path
 from qyolo_trt.qdq.passes.lowbit import lower_bits
+from qyolo_trt.data import list_images
 from qyolo_trt.data.feeds import load_feeds
+from qyolo_trt.defaults import default_calib
 from qyolo_trt.qdq import quantize
 
 torch = pytest.importorskip("torch")
@@ -150,3 +152,26 @@ def test_blocks_compare_the_head_on_its_float_conv_outputs():
     assert head_conv.inputs[1] not in graph.weight_keys  # the head conv stays float
     assert head.targets == [head_conv.outputs[0]]
     assert all(b.targets == b.outputs for b in blocks if b is not head)
+
+
+def test_yolov8_head_blocks_stop_before_the_decode():
+    """YOLOv8's head ends in float convs (box and class) followed by a decode with a float DFL conv and batch-1
+    reshapes: the head block is compared on the 6 float head convs' outputs only (not the DFL conv after the decode),
+    and those targets compute for a batch of 2."""
+    from qyolo_trt.calib import calibrate
+    from qyolo_trt.torchq.blocks import partition
+
+    fp32 = onnx.load(shared_path("structure/yolov8n.onnx"))
+    images = [str(p) for p in list_images(default_calib())[:1]]
+    feeds = load_feeds(fp32, images, 1)
+    graph = TorchGraph(quantize(fp32, calibrate(fp32, images)["uh"]).model)
+    head = partition(graph)[-1]
+    floats = [s for s in head.steps if s.op == "Conv" and s.inputs[1] not in graph.weight_keys]
+    assert len(floats) == 7 and len(head.targets) == 6  # 3 box + 3 class convs; the DFL conv is the 7th
+    assert set(head.targets) == {s.outputs[0] for s in floats[:-1]}
+    x = torch.from_numpy(np.concatenate([feeds[0]["images"]] * 2))
+    fgraph = TorchGraph(fp32)
+    with torch.no_grad():
+        given = {n: fgraph({"images": x}, [n])[n] for n in head.raw_inputs}
+        out = graph(given, head.targets)
+    assert all(v.shape[0] == 2 for v in out.values())

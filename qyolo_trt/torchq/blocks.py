@@ -104,12 +104,14 @@ def _block(name: str, steps: list[Step], graph: TorchGraph, producer: dict[str, 
 
 def _targets(steps: list[Step], graph: TorchGraph, producer: dict[str, Step], outputs: list[str]) -> list[str]:
     """The block's outputs and the outputs of its float convs, except tensors computed from a float conv's output
-    (a detection head is compared on its float convs' raw outputs, what head SQNR measures, not on decoded boxes)."""
+    (a detection head is compared on its float convs' raw outputs, what head SQNR measures, not on decoded boxes or
+    on a float conv after the decode, such as YOLOv8's DFL)."""
     after_float: set[str] = set()
     targets: list[str] = []
     for step in steps:
         if step.op == "Conv" and step.inputs[1] not in graph.weight_keys:
-            targets.append(step.outputs[0])
+            if _raw(step.inputs[0], producer) not in after_float:
+                targets.append(step.outputs[0])
             after_float.update(step.outputs)
         elif any(_raw(n, producer) in after_float for n in step.inputs):
             after_float.update(step.outputs)
