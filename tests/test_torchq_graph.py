@@ -132,10 +132,10 @@ def test_real_models_equal_ort(name, bus_feeds):
         assert_steps_match_ort(lower_bits(qdq, fp32, 4), bus_feeds)
 
 
-def test_blocks_compare_the_head_on_its_float_conv_outputs():
+def test_blocks_compare_the_head_before_its_float_conv():
     """The tiny detector cut into blocks: every node in exactly one block, blocks in dependency order; the block of
-    the float head conv is compared on that conv's raw output (what head SQNR measures), never on the decode after it;
-    every other block on its outputs."""
+    the float head conv is compared on that conv's input, never on the decode after it; every other block on its
+    outputs."""
     from qyolo_trt.torchq.blocks import partition
 
     fp32 = tiny_detector()
@@ -150,14 +150,14 @@ def test_blocks_compare_the_head_on_its_float_conv_outputs():
     head = next(b for b in blocks if any(s.name.startswith("head") and s.op == "Conv" for s in b.steps))
     head_conv = next(s for s in head.steps if s.op == "Conv")
     assert head_conv.inputs[1] not in graph.weight_keys  # the head conv stays float
-    assert head.targets == [head_conv.outputs[0]]
+    assert head.targets == [head_conv.inputs[0]]
     assert all(b.targets == b.outputs for b in blocks if b is not head)
 
 
 def test_yolov8_head_blocks_stop_before_the_decode():
     """YOLOv8's head ends in float convs (box and class) followed by a decode with a float DFL conv and batch-1
-    reshapes: the head block is compared on the 6 float head convs' outputs only (not the DFL conv after the decode),
-    and those targets compute for a batch of 2."""
+    reshapes: the head block is compared on the 6 float head convs' inputs only (not at the DFL conv after the
+    decode), and those targets compute for a batch of 2."""
     from qyolo_trt.calib import calibrate
     from qyolo_trt.torchq.blocks import partition
 
@@ -168,7 +168,7 @@ def test_yolov8_head_blocks_stop_before_the_decode():
     head = partition(graph)[-1]
     floats = [s for s in head.steps if s.op == "Conv" and s.inputs[1] not in graph.weight_keys]
     assert len(floats) == 7 and len(head.targets) == 6  # 3 box + 3 class convs; the DFL conv is the 7th
-    assert set(head.targets) == {s.outputs[0] for s in floats[:-1]}
+    assert set(head.targets) == {s.inputs[0] for s in floats[:-1]}
     x = torch.from_numpy(np.concatenate([feeds[0]["images"]] * 2))
     fgraph = TorchGraph(fp32)
     with torch.no_grad():
