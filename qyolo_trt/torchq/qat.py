@@ -40,7 +40,7 @@ from .blocks import is_local
 from .distill import distill_loss, distill_targets, random_window, resizes_by_scale
 from .ema import FlipCounter, ParamEMA
 from .graph import TorchGraph
-from .quantizers import ActQuant, FixedWeight
+from .quantizers import FixedWeight
 from .scales import learnable_scales
 from .writeback import write_act_scales, write_back
 
@@ -140,7 +140,7 @@ def qat(
     fp32 = normalize(fp32)
     run = _prepare(qdq, fp32, feeds, crop)
     weights = _ste_weights(run.student, fp32)
-    scales, deltas = _lsq_scales(run.student, run.input_name), _bias_deltas(run.student)
+    scales, deltas = list({id(p): p for p in learnable_scales(run.student).values()}.values()), _bias_deltas(run.student)
     optimizer = torch.optim.Adam([{"params": [w.latent for w in weights.values()], "lr": lr},
                                   {"params": deltas, "lr": bias_lr},
                                   *({"params": [p], "lr": scale_lr * float(p.detach())} for p in scales)])  # fmt: skip
@@ -203,19 +203,6 @@ def _ste_weights(graph: TorchGraph, fp32: onnx.ModelProto) -> dict[str, STEWeigh
         out[name] = STEWeight(q + residual, scale.ravel(), fixed.axis, qmax)
         graph.set_weight(name, out[name])
     return out
-
-
-def _lsq_scales(graph: TorchGraph, fixed: str) -> list[nn.Parameter]:
-    """Learnable step sizes (``scales.learnable_scales``: one per group of quantizers sharing a scale) for every
-    activation quantizer but the group of tensor ``fixed`` (the image input: UH's step puts the pixels ``k / 255`` on
-    rounding ties, so any change re-rounds half of them at once)."""
-    params = learnable_scales(graph)
-    frozen = {id(params[s.key]) for s in graph.steps if s.op == "ActQuant" and s.inputs[0] == fixed}
-    for key, p in params.items():
-        if id(p) in frozen:
-            old = graph.acts[key]
-            graph.acts[key] = ActQuant(float(p.detach()), old.zero_point, old.qmin, old.qmax)
-    return list({id(p): p for p in params.values() if id(p) not in frozen}.values())
 
 
 def _bias_deltas(graph: TorchGraph) -> list[nn.Parameter]:

@@ -8,8 +8,8 @@ previous blocks already reconstructed), mixed value by value with the FP32 input
 inside it is skipped value by value, both with probability ``drop_prob`` (QDrop, Wei et al. 2022). Steps run on
 ``batch`` images cropped at random to ``crop`` of their side (blocks of spatially local ops only). Activation scales
 stay the model's unless ``learn_scales``: then each block also learns the step sizes of the quantizers it runs (LSQ,
-as QDrop does), except the image input's, and a scale shared across blocks is learned by the first block running it
-only. Float biases may be refitted. The learned integers (and scales) are written exactly (``writeback``).
+as QDrop does; ``scales.learnable_scales``: not the image input's), and a scale shared across blocks is learned by
+the first block running it only. Float biases may be refitted. The learned integers (and scales) are written exactly (``writeback``).
 
 Memory: a block's FP32 and quantized outputs for all images are kept only while a later block still reads them.
 Deterministic for a seed and a torch thread count (``threads``; default: torch's own, the core count).
@@ -135,10 +135,9 @@ class _Scales:
     def __init__(self, graph: TorchGraph, learn: bool) -> None:
         self.graph = graph
         self.params = learnable_scales(graph) if learn else {}
-        fixed = {graph.act_keys[n] for n in graph.input_names if n in graph.act_keys}  # the image grid stays UH's
         for param in self.params.values():
             param.requires_grad_(False)
-        self.taken = {id(self.params[k]) for k in fixed if k in self.params}
+        self.taken: set[int] = set()
 
     def claim(self, block: Block) -> list:
         """The not yet learned scales of the quantizers ``block`` runs (from its raw inputs to its targets)."""

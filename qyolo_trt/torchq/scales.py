@@ -1,6 +1,7 @@
 """Learnable activation step sizes (LSQ, Esser et al. 2020) for a ``TorchGraph``, tied where the placement shares one
 scale: the inputs and output of a Concat / MaxPool / Resize (``qdq.quantize``) keep one Q/DQ scale, so they learn one
-parameter and ``writeback.write_act_scales`` writes one value."""
+parameter and ``writeback.write_act_scales`` writes one value. The graph input's group keeps its step: UH's step puts
+the pixels ``k / 255`` on rounding ties, so any change re-rounds half of them at once."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ GROUP_OPS = frozenset({"Concat", "MaxPool", "Resize"})  # inputs and output shar
 
 
 def learnable_scales(graph: TorchGraph) -> dict[str, nn.Parameter]:
-    """Swap every activation quantizer of ``graph`` for one with a learnable step size (its current value); returns
-    quantizer key -> its parameter (quantizers that share a scale share the parameter)."""
+    """Swap every activation quantizer of ``graph`` but the graph input's group for one with a learnable step size
+    (its current value); returns quantizer key -> its parameter (quantizers that share a scale share the parameter)."""
     producer = {o: s for s in graph.steps for o in s.outputs}
     groups = ScaleGroups()
     for step in graph.steps:
@@ -27,9 +28,12 @@ def learnable_scales(graph: TorchGraph) -> dict[str, nn.Parameter]:
             keys += [s.key for s in graph.steps if s.op == "ActQuant" and s.inputs[0] == step.outputs[0]]
             for key in keys:
                 groups.join(key, keys[0])
+    fixed = {groups.find(s.key) for s in graph.steps if s.op == "ActQuant" and s.inputs[0] in graph.input_names}
     shared: dict[tuple, nn.Parameter] = {}
     params: dict[str, nn.Parameter] = {}
     for key, old in list(graph.acts.items()):
+        if groups.find(key) in fixed:
+            continue
         new = ActQuant(float(old.scale), old.zero_point, old.qmin, old.qmax, learn_scale=True)
         new.scale = params[key] = shared.setdefault((groups.find(key), float(old.scale), old.zero_point), new.scale)
         graph.acts[key] = new
