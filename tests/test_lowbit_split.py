@@ -13,7 +13,7 @@ from qdq_graphs import lowbit_scales, tensor_values, tiny_detector
 from conftest import assert_clean_error, run_cli
 from qyolo_trt.cli.compare import parse_widths
 from qyolo_trt.errors import QyoloError
-from qyolo_trt.qdq import REPORT_KEY, QuantizeConfig, quantize
+from qyolo_trt.qdq import REPORT_KEY, QuantizeConfig, lint, quantize
 from qyolo_trt.qdq.passes.lowbit import lower_bits, width_label
 from qyolo_trt.qdq.pipeline import run
 
@@ -153,7 +153,7 @@ def test_cli_quantize_w8a4_then_inspect(tmp_path):
     low = onnx.load(out)
     assert not any(t.data_type == onnx.TensorProto.INT4 for t in low.graph.initializer)
     assert sum(n.op_type == "Clip" for n in low.graph.node) > 50
-    shown = run_cli("inspect", out)  # a low-bit simulation for ONNX Runtime: lint reports, inspect accepts it
+    shown = run_cli("inspect", "--strict", out)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "scales method uh, W8A4" in shown.stdout
 
@@ -179,3 +179,23 @@ def test_reconstruction_keeps_each_grid():
         clips = {i: numpy_helper.to_array(t) for i, t in _inits(out).items() if i.endswith(("_clip_min", "_clip_max"))}
         assert clips == {i: numpy_helper.to_array(t) for i, t in _inits(qdq).items() if i in clips}
         assert bool(clips) == (act_bits == 4)
+
+
+@pytest.mark.parametrize("weight_bits, act_bits", [(4, 4), (8, 4), (4, 8)])
+def test_lowbit_models_lint_clean_for_tensorrt(model, weight_bits, act_bits):
+    """The a-bit Clip after an activation DQ is part of its quantizer (Concat scales are checked through it) and int4
+    weights carry an int4 zero point 0: a low-bit model of the TensorRT placement lints clean."""
+    low = lower_bits(quantize(model, scales_for(model, act_bits)).model, model, weight_bits, act_bits)
+    assert lint(low) == []
+
+
+def test_lint_still_sees_a_concat_scale_mismatch_through_the_clip(model):
+    low = lower_bits(quantize(model, scales_for(model, 4)).model, model, 4, 4)
+    inits = _inits(low)
+    cat = next(n for n in low.graph.node if n.op_type == "Concat")
+    clip = next(n for n in low.graph.node if n.output[0] == cat.input[0])
+    assert clip.op_type == "Clip"
+    dq = next(n for n in low.graph.node if n.output[0] == clip.input[0])
+    scale = inits[dq.input[1]]
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 2, scale.name))
+    assert {(i.code, i.node) for i in lint(low)} >= {("concat-scale", cat.name)}

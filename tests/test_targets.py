@@ -25,6 +25,7 @@ from qyolo_trt.qdq.quantize import uncalibrated
 FEEDS = {"images": np.random.default_rng(5).random((1, 3, 16, 16), dtype=np.float32)}
 # the TensorRT placement: every conv input but the head's, both residual-Add inputs, the MaxPool/Concat/Resize chains
 BODY = {"images", "stem_act", "cv1_act", "res_out", "pool1_out", "pool2_out", "cat_out", "cv2_act", "cv3_act", "up_out"}
+CARRIED = {"pool1_out", "pool2_out", "cat_out"}  # MaxPool / Concat outputs: OpenVINO keeps them on their inputs' grid
 SILU = {"stem", "cv1", "cv2", "cv3", "cv4"}  # the activated convs (head/Conv has no SiLU)
 
 
@@ -53,11 +54,27 @@ def quantized(model: onnx.ModelProto) -> dict[str, np.dtype]:
 
 def test_tensorrt_openvino_and_ort_quantize_their_tensors(placed):
     assert set(quantized(placed["tensorrt"])) == BODY
-    assert set(quantized(placed["openvino"])) == BODY
+    assert set(quantized(placed["openvino"])) == BODY - CARRIED
     extra = {f"{c}_out" for c in SILU} | {f"{c}_sig" for c in SILU}  # ORT: each conv output before its SiLU, each sigmoid
     assert set(quantized(placed["ort"])) == BODY | extra
     assert set(quantized(placed["tensorrt"]).values()) == {np.dtype(np.int8)}
     assert set(quantized(placed["openvino"]).values()) == set(quantized(placed["ort"]).values()) == {np.dtype(np.uint8)}
+
+
+def test_openvino_without_qdq_after_concat_and_maxpool_computes_the_same(placed, fp32, scales, monkeypatch):
+    """The carried ops' outputs are already on their group's grid: the Q/DQ the TensorRT structure puts there is an
+    identity, so leaving it out (OpenVINO's faster form) changes no output value."""
+    from dataclasses import replace
+
+    from qyolo_trt.qdq.rules import profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "openvino", replace(profiles.PROFILES["openvino"], carried=frozenset()))
+    requantized = quantize(fp32, scales, QuantizeConfig(target="openvino")).model
+    assert set(quantized(requantized)) == BODY
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, FEEDS)  # noqa: E731
+    for a, b in zip(run(placed["openvino"]), run(requantized)):
+        np.testing.assert_array_equal(a, b)
+    assert lint(placed["openvino"], "openvino") == []
 
 
 def test_report_names_a_cpu_target_and_its_default_mode(placed, fp32, scales):

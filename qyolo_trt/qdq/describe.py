@@ -3,7 +3,6 @@ placed for, lint against that target's rules."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -11,7 +10,7 @@ import onnx
 
 from ..defaults import DEFAULT_TARGET
 from .lint import lint
-from .quantize import REPORT_KEY
+from .quantize import read_report
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -23,8 +22,7 @@ def describe_qdq(model: onnx.ModelProto, target: str | None = None) -> dict[str,
     nodes = model.graph.node
     dq_outputs = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
     quantized = Counter(n.op_type for n in nodes if n.op_type not in QDQ_OPS and any(i in dq_outputs for i in n.input))
-    meta = {p.key: p.value for p in model.metadata_props}
-    report = json.loads(meta[REPORT_KEY]) if REPORT_KEY in meta else None
+    report = read_report(model)
     target = target or (report or {}).get("target", DEFAULT_TARGET)
     issues = lint(model, target)
     return {

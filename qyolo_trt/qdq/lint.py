@@ -14,9 +14,12 @@ from ..defaults import DEFAULT_TARGET, TARGETS
 from ..errors import QyoloError
 from .graph_ops import constant_values
 from .rules.conv import weight_axis
+from .rules.profiles import PROFILES
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+CARRIED = frozenset().union(*(p.carried for p in PROFILES.values()))  # outputs on their inputs' grid (shared scale)
 INT8 = onnx.TensorProto.INT8
+SIGNED_ZP = ("int8", "int4")  # symmetric zero points (int4: a low-bit model's weights, ml_dtypes' int4)
 # issue codes that only TensorRT's explicit quantization makes errors: the CPU runtimes take zero points (uint8),
 # int32 biases and Q/DQ inside a SiLU (ONNX Runtime needs them there to form QLinearConv)
 TENSORRT_ONLY = frozenset({"zero-point", "int32", "silu-qdq"})
@@ -76,8 +79,8 @@ def _check_qparams(node: gs.Node) -> list[LintIssue]:
             issues.append(LintIssue("error", "zero-point", node.name, "no zero point: output is uint8 (TensorRT needs int8, zero point 0)"))
     elif zp.dtype == np.int32:
         issues.append(LintIssue("error", "int32", node.name, "int32-quantized tensor (e.g. a bias): TensorRT's parser rejects it"))
-    elif zp.dtype != np.int8 or np.any(zp != 0):
-        issues.append(LintIssue("error", "zero-point", node.name, f"zero point must be int8 0 (found {zp.dtype}, values {np.unique(zp)[:4].tolist()})"))
+    elif zp.dtype.name not in SIGNED_ZP or np.any(zp != 0):
+        issues.append(LintIssue("error", "zero-point", node.name, f"zero point must be int8 (or int4) 0 (found {zp.dtype}, values {np.unique(zp)[:4].tolist()})"))
     return issues
 
 
@@ -97,9 +100,20 @@ def _check_weight_dq(node: gs.Node) -> list[LintIssue]:
 
 
 def _dq_scale(tensor: gs.Tensor) -> np.ndarray | None:
-    """The scale of the DequantizeLinear producing ``tensor`` (None: not quantized)."""
-    if len(tensor.inputs) == 1 and tensor.inputs[0].op == "DequantizeLinear":
-        return _qparams(tensor.inputs[0])[0]
+    """The scale of the DequantizeLinear producing ``tensor`` (None: not quantized), also through the Clip that saturates
+    a low-bit activation to its grid and through a Concat / MaxPool whose quantized inputs share one scale (a target
+    that carries their quantization through them has no Q/DQ after them)."""
+    if len(tensor.inputs) != 1:
+        return None
+    producer = tensor.inputs[0]
+    if producer.op == "DequantizeLinear":
+        return _qparams(producer)[0]
+    if producer.op == "Clip" and producer.inputs[0].inputs and producer.inputs[0].inputs[0].op == "DequantizeLinear":
+        return _dq_scale(producer.inputs[0])
+    if producer.op in CARRIED and producer.inputs:
+        scales = [_dq_scale(t) for t in producer.inputs[:1 if producer.op == "MaxPool" else None]]
+        if all(s is not None and s.shape == scales[0].shape and np.allclose(s, scales[0], rtol=1e-6, atol=0) for s in scales):
+            return scales[0]
     return None
 
 

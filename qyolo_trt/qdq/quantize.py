@@ -60,7 +60,7 @@ def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig 
         )
     graph, head, plan, float_nodes = _placed(model, config)
     plan, params, missing = _resolve(plan, scales.tensors, config.allow_missing, float_nodes)
-    shifted = _apply(graph, plan, params, mode, weight_clip)
+    shifted = _apply(graph, plan, params, mode, weight_clip, PROFILES[config.target].carried)
     graph.cleanup().toposort()
     if graph.opset < MIN_OPSET:
         graph.opset = MIN_OPSET
@@ -109,6 +109,12 @@ def _export(graph: gs.Graph, source: onnx.ModelProto, report: dict[str, Any]) ->
             out.metadata_props.add(key=prop.key, value=prop.value)
     store_report(out, report)
     return out
+
+
+def read_report(model: onnx.ModelProto) -> dict[str, Any] | None:
+    """The report ``store_report`` put in ``model``'s metadata (None: not a model we wrote)."""
+    value = next((p.value for p in model.metadata_props if p.key == REPORT_KEY), None)
+    return None if value is None else json.loads(value)
 
 
 def store_report(model: onnx.ModelProto, report: dict[str, Any]) -> None:
@@ -209,15 +215,19 @@ def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, f
         plan = [(n, p) for n, p in plan if id(n) not in bad]
 
 
-def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str, weight_clip: str) -> list[str]:
-    """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers), then weights. Returns shifted tensors."""
+def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str, weight_clip: str, carried: frozenset[str]) -> list[str]:
+    """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers; none on the output of a grouped
+    ``carried`` op, which stays on its inputs' grid), then weights. Returns shifted tensors."""
     by_name = graph.tensors()
     quantized = {id(n) for n, _ in plan}
+    on_grid = {n.outputs[0].name for n, p in plan if p.group and n.op in carried}
     dq: dict[str, gs.Variable] = {}
     shifted: list[str] = []
     for node, place in plan:
         for i in place.activations:
             t = node.inputs[i]
+            if t.name in on_grid:
+                continue
             if t.name not in dq:
                 consumers = list(by_name[t.name].outputs)
                 if mode == "shifted" and can_shift(consumers, params[t.name]):

@@ -28,6 +28,7 @@ class Profile:
     default_mode: str  # at 8 bits
     backend: str | None = None  # the runner (qyolo_trt.backends) that times a QDQ model for it (None: an engine is built first)
     measured_ops: frozenset[str] = frozenset()  # ops whose quantized inputs have no calibrated range: measured on images
+    carried: frozenset[str] = frozenset()  # shared-scale ops whose output the runtime keeps quantized: no Q/DQ after them
 
 
 PROFILES: dict[str, Profile] = {
@@ -37,7 +38,9 @@ PROFILES: dict[str, Profile] = {
     # OpenVINO's CPU plugin runs Conv + bias + SiLU + the next Q as one i8 kernel; NNCF's placement has this structure.
     # Asymmetric UH is the most accurate form; its zero points cost ~5% of the layer time (AVX-512, no AMX). Measured
     # there too: float residual Adds cost a separate bf16 eltwise and 1.2 dB, int8 head convs no speed and agreement.
-    "openvino": Profile("openvino", BODY, CPU_MODES, "asymmetric", backend="openvino"),
+    # Like NNCF, no Q/DQ after a Concat or MaxPool: the plugin carries its inputs' (shared) quantization through, and
+    # a Q/DQ there is a requantize that costs time (the values are the same: the group shares one scale)
+    "openvino": Profile("openvino", BODY, CPU_MODES, "asymmetric", backend="openvino", carried=frozenset({"Concat", "MaxPool"})),
     # ONNX Runtime's CPU kernels: DQ -> Conv -> Q is QLinearConv, DQ -> Sigmoid / Mul -> Q QLinearSigmoid / QLinearMul,
     # uint8 activations (its int8-activation kernels run slower than FP32); without the Q after each conv it runs
     # float convs plus the Q/DQ
