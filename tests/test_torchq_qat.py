@@ -92,6 +92,22 @@ def test_cli_reconstruct_switch_starts_from_the_reconstructed_model(tmp_path):
     assert ints[0].keys() == ints[1].keys() and any(not np.array_equal(ints[0][n], ints[1][n]) for n in ints[0])  # rounding kept
 
 
+def test_cli_start_fine_tunes_the_given_model(tmp_path):
+    """`qat --start PTQ.onnx` trains the model it is given (0 epochs: exports its integers and scales unchanged), keeps its
+    widths, and refuses what contradicts it (--bits) and models that `quantize` did not write for MODEL."""
+    model, images = shared_path("weights/yolov5n.onnx"), default_calib()
+    common = ["--images", images, "--num-images", "2"]
+    assert run_cli("quantize", model, *common, "--act-bits", "4", "-o", tmp_path / "ptq.onnx").returncode == 0
+    proc = run_cli("qat", model, *common, "--start", tmp_path / "ptq.onnx", "--epochs", "0", "--json", "-o", tmp_path / "qat.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["widths"] == "W8A4"
+    values = [{t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(tmp_path / f).graph.initializer} for f in ("ptq.onnx", "qat.onnx")]
+    assert values[0].keys() == values[1].keys() and all(np.array_equal(values[0][n], values[1][n]) for n in values[0])
+    assert_clean_error(run_cli("qat", model, *common, "--start", tmp_path / "ptq.onnx", "--bits", "4", "-o", tmp_path / "q.onnx"), "--bits")
+    assert_clean_error(run_cli("qat", model, *common, "--start", model, "-o", tmp_path / "q.onnx"), "not a QDQ model")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_shared_concat_scales_stay_shared():
     qdq, fp32 = _start()
     model, _ = qat(qdq, fp32, FEEDS, **FAST)

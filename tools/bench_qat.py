@@ -1,10 +1,11 @@
 """QAT against PTQ on held-out images, run as a user would (`qyolo-trt quantize` / `qyolo-trt qat` subprocesses).
 
 For each model: PTQ (UH, the quantize default for the bit width; at 8 bits also +bias correction; reconstruction, the
-start of `qat`'s default) and QAT variants
-(EMA / QC on or off) trained on images TRAIN, scored on the disjoint images EVAL: head SQNR and FP32 agreement
-(``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: a YOLO-labels copy of the EVAL split), plus each
-command's wall time and peak RSS (``os.wait4``), QAT's flipped weights in its last epoch. JSON + a Markdown table.
+start of `qat`'s default) and QAT variants (EMA / QC on or off), each fine-tuning the one start model (``qat --start``;
+``--start uh``: the plain UH model), trained on images TRAIN, scored on the disjoint images EVAL: head / output SQNR
+and FP32 agreement (``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: a YOLO-labels copy of the EVAL
+split), plus each command's wall time and peak RSS (``os.wait4``; a QAT row's ``total_s`` adds its start's), QAT's
+flipped weights in its last epoch. JSON + a Markdown table.
 
     python tools/bench_qat.py --model ../shared/data/weights/yolov5n.onnx --train 0:64 --eval 64:96 --bits 4 --map
 """
@@ -71,17 +72,19 @@ def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     commands = {"ptq-uh": ["quantize", str(model), "--images", str(listing), *bits]}
     if args.bits == 8:
         commands["ptq-uh+bc"] = [*commands["ptq-uh"], "--bias-correction"]
-    if args.ptq_rc:
-        commands["ptq-rc"] = [*commands["ptq-uh"], "--reconstruct"]
-    extra = [*(["--epochs", str(args.epochs)] if args.epochs is not None else []), *args.qat_args.split()]
+    commands["ptq-rc"] = [*commands["ptq-uh"], "--reconstruct", "--reconstruct-num-images", str(len(train)), *(["--reconstruct-iters", str(args.rc_iters)] if args.rc_iters is not None else [])]
+    start = tmp / f"{model.stem}.ptq-{args.start}.onnx"
+    extra = [*(["--epochs", str(args.epochs)] if args.epochs is not None else []), *args.qat_args.split(), "--start", str(start)]
     for name in args.variants.split(","):
-        commands[name] = ["qat", str(model), "--images", str(listing), *bits, *extra, *VARIANTS[name]]
-    rows = []
+        commands[name] = ["qat", str(model), "--images", str(listing), *extra, *VARIANTS[name]]
+    rows, walls = [], {}
     for name, cmd in commands.items():
         out = tmp / f"{model.stem}.{name}.onnx"
         result, wall, rss = run([*cmd, "-o", str(out)])
-        row = {"model": model.stem, "row": name, "bits": args.bits, "train": len(train), "eval": len(held),
-               "wall_s": round(wall, 1), "peak_rss_mb": round(rss), **quality(onnx.load(out), fp32, held)}  # fmt: skip
+        walls[name] = wall
+        row = {"model": model.stem, "row": name, "bits": args.bits, "train": len(train), "eval": len(held), "wall_s": round(wall, 1),
+               "total_s": round(wall + (walls[f"ptq-{args.start}"] if name in VARIANTS else 0), 1), "peak_rss_mb": round(rss),
+               **quality(onnx.load(out), fp32, held)}  # fmt: skip
         if stats := result.get("stats"):
             last = stats["epochs"][-1] if stats["epochs"] else {}
             row |= {"epochs": len(stats["epochs"]), "flipped": last.get("flipped_weights"), "flipped_ema": last.get("flipped_ema"),
@@ -93,7 +96,8 @@ def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     return rows
 
 
-COLUMNS = ["model", "row", "bits", "sqnr_db", "agreement", "map50_95", "flipped", "flipped_ema", "wall_s", "peak_rss_mb"]
+COLUMNS = ["model", "row", "bits", "sqnr_db", "output_sqnr_db", "agreement", "map50_95", "flipped", "flipped_ema", "wall_s", "total_s",
+           "peak_rss_mb"]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -111,8 +115,9 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=None, help="QAT epochs (default: the CLI's)")
     parser.add_argument("--variants", default="qat", help=f"comma list of {', '.join(VARIANTS)}")
-    parser.add_argument("--qat-args", default="", help="extra qat options for every variant, e.g. '--no-reconstruct'")
-    parser.add_argument("--ptq-rc", action="store_true", help="also the reconstruction PTQ row (quantize --reconstruct)")
+    parser.add_argument("--qat-args", default="", help="extra qat options for every variant, e.g. '--lr 1e-3'")
+    parser.add_argument("--start", choices=("rc", "uh"), default="rc", help="the PTQ row every QAT variant fine-tunes (qat --start)")
+    parser.add_argument("--rc-iters", type=int, default=None, help="reconstruction steps per block (default: the CLI's)")
     parser.add_argument("--map", action="store_true", help="also label mAP50-95 on the EVAL split")
     parser.add_argument("--json", type=Path, default=Path("bench_qat.json"))
     args = parser.parse_args()

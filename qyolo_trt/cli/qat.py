@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import onnx
+from click.core import ParameterSource
 
 from ..defaults import (BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EPOCHS, QAT_LR, QAT_QC,
                         QAT_QC_EPOCHS, QAT_RECONSTRUCT, QAT_SCALE_LR, RECONSTRUCT_ITERS)  # fmt: skip
 from ..errors import QyoloError
 from ..fileio import refuse_overwrite, write_bytes_atomic
+from ..qdq.passes.lowbit import width_label
 from .common import FiniteFloatRange, emit, json_option, log
 
 
@@ -28,6 +31,9 @@ from .common import FiniteFloatRange, emit, json_option, log
               help="Start from the reconstructed model (quantize --reconstruct on IMAGES: learned rounding + bias refit), not plain UH.")
 @click.option("--reconstruct-iters", type=click.IntRange(0), default=RECONSTRUCT_ITERS, show_default=True,
               help="Reconstruction steps per block (with --reconstruct).")
+@click.option("--start", "start_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Fine-tune this QDQ model of MODEL (e.g. `quantize --reconstruct`'s output) instead of quantizing MODEL here; "
+                   "its widths are kept (no --bits / --reconstruct).")
 @click.option("--lr", type=FiniteFloatRange(0), default=QAT_LR, show_default=True, help="Adam step of the weights, in grid steps.")
 @click.option("--scale-lr", type=FiniteFloatRange(0), default=QAT_SCALE_LR, show_default=True,
               help="Adam step of the activation step sizes (LSQ), relative to each (0: the calibrated steps stay).")
@@ -43,35 +49,63 @@ from .common import FiniteFloatRange, emit, json_option, log
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch: int, crop: float, bits: int, reconstruct: bool,
-            reconstruct_iters: int, lr: float, scale_lr: float, bias_lr: float, ema: bool, qc: bool, qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
+            reconstruct_iters: int, start_path: Path | None, lr: float, scale_lr: float, bias_lr: float, ema: bool, qc: bool, qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
     """Fine-tune MODEL's UH-quantized (by default also reconstructed) QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
     ckpt = checkpoint or output.with_name(f"{output.name}.ckpt")
     refuse_overwrite([output, ckpt], [model])
     if resume and not ckpt.is_file():
         raise QyoloError(f"--resume: no checkpoint at {ckpt}")
-    from ..api import calibrate, quantize
     from ..data import list_images
     from ..data.feeds import load_feeds
     from ..model import load_onnx
-    from ..qdq.config import QuantizeConfig
     from ..torchq.qat import qat
 
     fp32 = load_onnx(model)
     paths = list_images(images, limit=num_images)
-    scales = calibrate(fp32, paths, methods=(DEFAULT_METHOD,), bits=bits)[DEFAULT_METHOD]
-    config = QuantizeConfig(bits=bits, reconstruct=reconstruct, reconstruct_images=paths, reconstruct_iters=reconstruct_iters, seed=seed)
-    if reconstruct:
-        log(f"qat: reconstructing the start ({reconstruct_iters} steps per block)")
-    start = quantize(fp32, scales, config=config)
-    log(f"qat: {len(paths)} images, {epochs} epochs, bits {bits}, checkpoint {ckpt}")
-    result, stats = qat(start.model, fp32, load_feeds(fp32, paths, len(paths)), epochs=epochs, batch=batch, crop=crop, lr=lr, scale_lr=scale_lr,
+    if start_path is None:
+        start, report = _quantized(fp32, paths, bits, reconstruct, reconstruct_iters, seed)
+    else:
+        start, report = _given_start(start_path, fp32)
+    bits = report.get("bits", bits)
+    log(f"qat: {len(paths)} images, {epochs} epochs, {width_label(report)}, checkpoint {ckpt}")
+    result, stats = qat(start, fp32, load_feeds(fp32, paths, len(paths)), epochs=epochs, batch=batch, crop=crop, lr=lr, scale_lr=scale_lr,
                         bias_lr=bias_lr, ema=ema, qc=qc, qc_epochs=qc_epochs, seed=seed, checkpoint=ckpt, resume=resume, threads=threads, on_epoch=_log_epoch)  # fmt: skip
     write_bytes_atomic(output, result.SerializeToString())
     if checkpoint is None:
         ckpt.unlink(missing_ok=True)
     log(f"qat: wrote {output} in {stats['seconds']:.1f} s")
-    emit({"model": str(model), "images": len(paths), "bits": bits, "output": str(output), "reconstruction": start.report.get("reconstruction"),
-          "stats": stats}, as_json, _text)  # fmt: skip
+    emit({"model": str(model), "images": len(paths), "bits": bits, "widths": width_label(report), "output": str(output),
+          "start": str(start_path) if start_path else None, "reconstruction": report.get("reconstruction"), "stats": stats}, as_json, _text)  # fmt: skip
+
+
+def _quantized(fp32: onnx.ModelProto, paths: list[Path], bits: int, reconstruct: bool, iters: int, seed: int) -> tuple[onnx.ModelProto, dict]:
+    """The start: MODEL UH-calibrated and quantized at ``bits`` on the images (and reconstructed)."""
+    from ..api import calibrate, quantize
+    from ..qdq.config import QuantizeConfig
+
+    scales = calibrate(fp32, paths, methods=(DEFAULT_METHOD,), bits=bits)[DEFAULT_METHOD]
+    config = QuantizeConfig(bits=bits, reconstruct=reconstruct, reconstruct_images=paths, reconstruct_iters=iters, seed=seed)
+    if reconstruct:
+        log(f"qat: reconstructing the start ({iters} steps per block)")
+    result = quantize(fp32, scales, config=config)
+    return result.model, result.report
+
+
+def _given_start(path: Path, fp32: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """``--start``: a QDQ model ``quantize`` wrote for MODEL (same inputs and outputs), and its report."""
+    ctx = click.get_current_context()
+    given = [f"--{p}" for p in ("bits", "reconstruct", "reconstruct_iters") if ctx.get_parameter_source(p) is ParameterSource.COMMANDLINE]
+    if given:
+        raise QyoloError(f"--start: the start model's own widths and reconstruction are kept; drop {', '.join(given).replace('_', '-')}")
+    from ..model import load_onnx
+    from ..qdq.quantize import read_report
+
+    start = load_onnx(path)
+    report = read_report(start)
+    names = lambda m: ([i.name for i in m.graph.input], [o.name for o in m.graph.output])  # noqa: E731
+    if report is None or names(start) != names(fp32):
+        raise QyoloError(f"--start {path}: not a QDQ model that `qyolo-trt quantize` wrote for this MODEL")
+    return start, report
 
 
 def _log_epoch(row: dict[str, Any]) -> None:
