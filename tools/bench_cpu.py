@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", default=None, help="calibration images (default: the embedded calib_data/)")
     ap.add_argument("--num-images", type=int, default=None)
     ap.add_argument("--mode", default=DEFAULT_MODE, help="the TensorRT placement's form (shifted: its default; symmetric; asymmetric)")
+    ap.add_argument("--openvino-modes", default="", help="also ``--target openvino`` in these forms, e.g. symmetric,shifted (the target's default form is always timed)")
     ap.add_argument("--nncf", action="store_true", help="also time NNCF's QDQ model on OpenVINO")
     ap.add_argument("--ort-static", action="store_true", help="also time ONNX Runtime quantize_static's QDQ models (default, uint8)")
     ap.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime run")
@@ -185,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     peers_ov = [built("nncf", lambda out: nncf_qdq(fp32, calib, out))] if args.nncf else []
     peers_ort = [built("ort_static", lambda out: ort_static_qdq(fp32, calib, out)),
                  built("ort_static_u8", lambda out: ort_static_qdq(fp32, calib, out, uint8=True))] if args.ort_static else []
-    runs = {"openvino": [fp32, *peers_ov, ours["tensorrt"], ours["openvino"]]}
+    ov_modes = [built(f"openvino-{m}", lambda out, m=m: our_qdq(model, scales, calib, "openvino", m, out)) for m in filter(None, args.openvino_modes.split(","))]
+    runs = {"openvino": [fp32, *peers_ov, ours["tensorrt"], ours["openvino"], *ov_modes]}
     if not args.no_ort:
         runs["ort"] = [fp32, *peers_ort, ours["tensorrt"], ours["ort"]]
     results: dict[str, Any] = {"command": " ".join(["python", "tools/bench_cpu.py", *(argv if argv is not None else sys.argv[1:])]), "runs": {}}
