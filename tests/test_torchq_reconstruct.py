@@ -109,6 +109,32 @@ def test_block_losses_fall_and_integers_stay_on_the_grid(form):
     assert [n.op_type for n in out.graph.node] == [n.op_type for n in qdq.graph.node]
 
 
+@pytest.mark.parametrize("target", ["openvino", "ort"])
+def test_cpu_placements_reconstruct_and_onnx_runtime_agrees(target):
+    """The CPU placements (zero points; openvino: no Q/DQ after Concat/MaxPool; ort: Q/DQ before each SiLU and on the
+    sigmoid) reconstruct as they are: the loss falls, the graph and its target lint stay, and ONNX Runtime runs the
+    written model's Q/DQ as the torch executor does (unfused: ORT's QLinear kernels requantize in integers and flip
+    values on rounding ties)."""
+    from qyolo_trt.qdq import QuantizeConfig
+    from qyolo_trt.qdq.pipeline import run
+
+    fp32 = tiny_detector()
+    qdq = run(fp32, observed_scales(fp32, TINY_FEEDS[0]), QuantizeConfig(target=target, bias_images=None)).model
+    out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=60, batch=2, seed=1, drop_prob=0.0, threads=1)
+    assert stats["loss_after"] < stats["loss_before"] and sum(r["changed"] for r in stats["blocks"]) > 0
+    assert [n.op_type for n in out.graph.node] == [n.op_type for n in qdq.graph.node] and lint(out, target) == []
+    import onnxruntime as ort
+
+    graph, feeds = TorchGraph(out), TINY_FEEDS[1]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    want = ort.InferenceSession(out.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    with torch.no_grad():
+        got = graph({"images": torch.from_numpy(feeds["images"])})
+    for name, w in zip(graph.output_names, want):
+        np.testing.assert_allclose(got[name].numpy(), w, rtol=1e-4, atol=1e-4)
+
+
 def test_same_seed_same_model():
     fp32 = tiny_detector()
     qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="shifted").model
