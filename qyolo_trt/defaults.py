@@ -26,6 +26,7 @@ WEIGHT_CLIPS = ("minmax", "mse")  # per-channel weight clip
 DEFAULT_WEIGHT_CLIP = "minmax"
 KEEP_FLOAT = ("head", "first-conv")  # structural parts that can stay float
 DEFAULT_KEEP_FLOAT = ("head",)
+LOWBIT_KEEP_FLOAT = ("head", "first-conv")  # below 8 bits the first conv too (W4A4 + reconstruction, README defaults)
 FLOAT_DTYPES = ("fp32", "fp16")  # --float-dtype / --io-dtype
 BIAS_IMAGES = 16  # images bias correction measures on, by default (build, compare, quantize --bias-num-images)
 SENSITIVITY_IMAGES = 8  # images sensitivity (and the float fallback's ranking) measures on, by default

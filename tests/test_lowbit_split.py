@@ -18,7 +18,7 @@ from qyolo_trt.qdq.passes.lowbit import lower_bits, width_label
 from qyolo_trt.qdq.pipeline import run
 
 FEEDS = {"images": np.random.default_rng(5).random((1, 3, 16, 16), dtype=np.float32)}
-WEIGHTS = ("stem.weight", "cv2.weight", "cv4.weight")
+WEIGHTS = ("cv2.weight", "cv4.weight")  # below 8 bits the stem (first conv) stays float by default
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,12 @@ def test_refusals(options, words):
         QuantizeConfig(**options)
 
 
+def test_low_bits_keep_the_first_conv_float_unless_told():
+    assert QuantizeConfig().keep_float == ("head",) and QuantizeConfig(target="openvino").keep_float == ("head",)
+    assert QuantizeConfig(bits=4).keep_float == QuantizeConfig(act_bits=4).keep_float == ("head", "first-conv")
+    assert QuantizeConfig(bits=4, keep_float=("head",)).keep_float == ("head",) and QuantizeConfig(bits=4, keep_float=()).keep_float == ()
+
+
 def test_w4a8_has_int4_weights_and_unclipped_int8_activations(model):
     low = run(model, scales_for(model, 8), QuantizeConfig(weight_bits=4)).model
     onnx.checker.check_model(low)
@@ -86,6 +92,7 @@ def test_w4a8_has_int4_weights_and_unclipped_int8_activations(model):
     np.testing.assert_allclose(k, np.clip(np.rint(x / s), -128, 127), atol=1e-3)
     assert k.max() > 100 and np.unique(k).size > 30  # the int8 grid, far beyond a 4-bit clip at 7
     assert _report(low)["weight_bits"] == 4 and _report(low)["act_bits"] == 8 and "bits" not in _report(low)
+    assert "stem.weight_int8" not in _inits(low) and {"node": "stem/Conv", "op": "Conv", "reason": "first-conv"} in _report(low)["float_nodes"]
 
 
 def test_w8a4_keeps_int8_weights_and_clips_activations_to_4_bits(model):
@@ -94,7 +101,7 @@ def test_w8a4_keeps_int8_weights_and_clips_activations_to_4_bits(model):
     onnx.checker.check_model(low)
     plain = quantize(model, scales).model  # the int8 rewrite: its weight integers are the W8A4 ones
     assert _opset(low) == 17
-    for name in ("stem.weight_int8", "cv2.weight_int8", "cv4.weight_int8"):
+    for name in ("cv2.weight_int8", "cv4.weight_int8"):
         q = numpy_helper.to_array(_inits(low)[name])
         assert _inits(low)[name].data_type == onnx.TensorProto.INT8 and np.abs(q).max() == 127
         assert np.array_equal(q, numpy_helper.to_array(_inits(plain)[name]))

@@ -54,9 +54,9 @@ def split_csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def keep_float_parts(value: str) -> tuple[str, ...]:
-    """``--keep-float``: a comma list of parts kept float; ``none`` (or nothing) keeps none."""
-    return tuple(p for p in split_csv(value) if p != "none")
+def keep_float_parts(value: str | None) -> tuple[str, ...] | None:
+    """``--keep-float``: a comma list of parts kept float; ``none`` (or nothing) keeps none; None: the default."""
+    return None if value is None else tuple(p for p in split_csv(value) if p != "none")
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str], floatfmt: str = ".4f") -> str:

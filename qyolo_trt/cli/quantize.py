@@ -33,7 +33,7 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--weight-clip", type=click.Choice(WEIGHT_CLIPS), default=DEFAULT_WEIGHT_CLIP, show_default=True,
               help="Per-channel weight clip: minmax, or mse (lowest weight error; measured worse on yolov5n head SQNR).")
 @click.option("--exclude", multiple=True, metavar="REGEX", help="Keep nodes whose name matches REGEX in float (repeatable).")
-@click.option("--keep-float", default="head", show_default=True, help="Comma list of first-conv,head, or none.")
+@click.option("--keep-float", default=None, help="Comma list of first-conv,head, or none.  [default: head; below 8 bits: head,first-conv]")
 @click.option("--allow-missing", is_flag=True, help="Leave ops whose tensors have no scale in float (reported) instead of failing.")
 @click.option("--auto-fallback", "fallback_k", type=click.IntRange(0), default=None,
               help="Keep the K most sensitive layers float (ranked by `qyolo-trt sensitivity` on --fallback-images).")
@@ -64,7 +64,7 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @json_option
 def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
-    target: str, mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
+    target: str, mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str | None, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
     fallback_images: str | None, fallback_num_images: int, bits: int, weight_bits: int | None, act_bits: int | None, bias_correction: bool, bias_num_images: int,
     reconstruct: bool, reconstruct_iters: int, reconstruct_num_images: int, seed: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:

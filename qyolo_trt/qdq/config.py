@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_KEEP_FLOAT, DEFAULT_TARGET, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
-                        KEEP_FLOAT, BASE_MODE, MODES, RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS, SENSITIVITY_IMAGES,
+                        KEEP_FLOAT, LOWBIT_KEEP_FLOAT, BASE_MODE, MODES, RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS, SENSITIVITY_IMAGES,
                         TARGETS, WEIGHT_CLIPS)
 from ..errors import QyoloError
 from .rules.profiles import PROFILES
@@ -43,7 +43,7 @@ class QuantizeConfig:
     act_bits: int | None = None  # None: bits; the activation scales must be calibrated for it
     weight_clip: str = DEFAULT_WEIGHT_CLIP
     exclude: tuple[str, ...] = ()  # regexes over node names kept float
-    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
+    keep_float: tuple[str, ...] | None = None  # None: DEFAULT_KEEP_FLOAT at 8 bits, LOWBIT_KEEP_FLOAT below
     allow_missing: bool = False  # ops whose tensors have no usable scale stay float (reported) instead of failing
     check_hash: bool = True  # the scales must have been computed for this model (an empty hash is not checked)
     float_dtype: str = FLOAT_DTYPES[0]  # "fp16": every non-INT8 part in half precision (GPU targets)
@@ -63,9 +63,10 @@ class QuantizeConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "weight_bits", self.bits if self.weight_bits is None else self.weight_bits)
         object.__setattr__(self, "act_bits", self.bits if self.act_bits is None else self.act_bits)
+        keep = (LOWBIT_KEEP_FLOAT if self.lowbit else DEFAULT_KEEP_FLOAT) if self.keep_float is None else self.keep_float
+        object.__setattr__(self, "keep_float", tuple(keep))
         if self.mode is None and self.target in TARGETS:
             object.__setattr__(self, "mode", BASE_MODE if self.lowbit else PROFILES[self.target].default_mode)
         self.check()
