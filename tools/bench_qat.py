@@ -3,9 +3,10 @@
 For each model: PTQ (UH, the quantize default for the bit width; at 8 bits also +bias correction; reconstruction, the
 start of `qat`'s default) and QAT variants (EMA / QC on or off), each fine-tuning the one start model (``qat --start``;
 ``--start uh``: the plain UH model), trained on images TRAIN, scored on the disjoint images EVAL: head / output SQNR
-and FP32 agreement (``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: a YOLO-labels copy of the EVAL
-split), plus each command's wall time and peak RSS (``os.wait4``; a QAT row's ``total_s`` adds its start's), QAT's
-flipped weights in its last epoch. JSON + a Markdown table.
+and FP32 agreement (``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: with its drop from FP32 and the
+paired-bootstrap 95% interval, ``compare`` on the EVAL split), plus each command's wall time and peak RSS
+(``os.wait4``; a QAT row's ``total_s`` adds its start's) and QAT's flipped weights in its last epoch. JSON + a
+Markdown table.
 
     python tools/bench_qat.py --model ../shared/data/weights/yolov5n.onnx --train 0:64 --eval 64:96 --bits 4 --map
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 import onnx
 
 from qyolo_trt.data import list_images
-from qyolo_trt.eval.evaluate import evaluate, quality
+from qyolo_trt.eval.compare import Variant, compare
+from qyolo_trt.eval.evaluate import quality
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REFIT = ["--scale-lr", "1e-4", "--bias-lr", "1e-4"]  # the step-size and bias rates the QC phase refits at (defaults: 0)
@@ -48,18 +50,6 @@ def split(spec: str) -> slice:
     return slice(int(a), int(b))
 
 
-def yolo_subset(paths: list[Path], labels: Path, folder: Path) -> Path:
-    """A YOLO-labels set (images/ + labels/, symlinks) of ``paths``."""
-    for sub in ("images", "labels"):
-        (folder / sub).mkdir(parents=True)
-    for p in paths:
-        (folder / "images" / p.name).symlink_to(p)
-        label = labels / f"{p.stem}.txt"
-        if label.exists():
-            (folder / "labels" / label.name).symlink_to(label)
-    return folder
-
-
 def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     tmp.mkdir(parents=True)
     images = list_images(args.data / "images")
@@ -67,7 +57,6 @@ def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     listing = tmp / "train.txt"
     listing.write_text("\n".join(str(p) for p in train), encoding="utf-8")
     fp32 = onnx.load(model)
-    subset = yolo_subset(held, args.data / "labels", tmp / "eval") if args.map else None
     bits = ["--bits", str(args.bits)]
     commands = {"ptq-uh": ["quantize", str(model), "--images", str(listing), *bits]}
     if args.bits == 8:
@@ -89,19 +78,31 @@ def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
             last = stats["epochs"][-1] if stats["epochs"] else {}
             row |= {"epochs": len(stats["epochs"]), "flipped": last.get("flipped_weights"), "flipped_ema": last.get("flipped_ema"),
                     "loss_before": stats["loss_before"], "loss_after": stats["loss_after"]}  # fmt: skip
-        if subset is not None:
-            row["map50_95"] = evaluate(out, subset)["map50_95"]
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
+    if args.map:
+        add_label_map(model, train, held, args.data / "instances.json", rows, {name: tmp / f"{model.stem}.{name}.onnx" for name in commands})
     return rows
 
 
-COLUMNS = ["model", "row", "bits", "sqnr_db", "output_sqnr_db", "agreement", "map50_95", "flipped", "flipped_ema", "wall_s", "total_s",
+def add_label_map(model: Path, train: list[Path], held: list[Path], data: Path, rows: list[dict], files: dict[str, Path]) -> None:
+    """Each row's label mAP50-95 on the held-out images and its drop from FP32 with the paired-bootstrap 95% interval
+    (``compare``, every model in one pass)."""
+    extra = lambda fp32, calib: [Variant(name, onnx.load(path), "TensorRT", 0.0) for name, path in files.items()]  # noqa: E731
+    scored = compare(model, train, held, data, methods=("uh",), modes=("symmetric",), peers=False, bias_correction=False, extra_variants=extra)
+    by_label = {r["label"]: r for r in scored["rows"]}
+    for row in rows:
+        r = by_label[row["row"]]
+        row |= {"map50_95": r["map50_95"], "drop": r["drop"], "drop_ci": [r["drop_low"], r["drop_high"]]}
+    rows.insert(0, {"model": model.stem, "row": "fp32", "map50_95": by_label["fp32"]["map50_95"], "eval": len(held)})
+
+
+COLUMNS = ["model", "row", "bits", "sqnr_db", "output_sqnr_db", "agreement", "map50_95", "drop_ci", "flipped", "flipped_ema", "wall_s", "total_s",
            "peak_rss_mb"]
 
 
 def markdown(rows: list[dict]) -> str:
-    cell = lambda v: "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    cell = lambda v: "" if v is None else f"{v:.4f}" if isinstance(v, float) else f"[{v[0]:+.3f}, {v[1]:+.3f}]" if isinstance(v, list) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |" for r in rows])
 
