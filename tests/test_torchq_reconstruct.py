@@ -135,6 +135,27 @@ def test_cpu_placements_reconstruct_and_onnx_runtime_agrees(target):
         np.testing.assert_allclose(got[name].numpy(), w, rtol=1e-4, atol=1e-4)
 
 
+def test_learnable_scales_group_through_a_maxpool_without_qdq():
+    """OpenVINO's placement has no Q/DQ after a MaxPool: ``a`` -> Q/DQ -> MaxPool -> Concat with ``b`` -> Q/DQ still
+    shares one scale (the placement grouped them), so the two quantizers learn one parameter."""
+    from qyolo_trt.torchq.scales import learnable_scales
+
+    def qdq(name: str) -> list[onnx.NodeProto]:
+        return [helper.make_node("QuantizeLinear", [name, "s", "z"], [f"{name}_q"]),
+                helper.make_node("DequantizeLinear", [f"{name}_q", "s", "z"], [f"{name}_dq"])]  # fmt: skip
+
+    nodes = [helper.make_node("Sigmoid", ["images"], ["a"]), helper.make_node("Mul", ["images", "images"], ["b"]), *qdq("a"), *qdq("b"),
+             helper.make_node("MaxPool", ["a_dq"], ["pool"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["pool", "b_dq"], ["out"], axis=1)]  # fmt: skip
+    graph = helper.make_graph(nodes, "carried", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")])  # fmt: skip
+    torch_graph = TorchGraph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    params = learnable_scales(torch_graph)
+    assert set(params) == {torch_graph.act_keys["a"], torch_graph.act_keys["b"]}
+    assert len({id(p) for p in params.values()}) == 1
+
+
 def test_same_seed_same_model():
     fp32 = tiny_detector()
     qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="shifted").model
