@@ -114,5 +114,5 @@ def _log_epoch(row: dict[str, Any]) -> None:
 
 def _text(result: dict[str, Any]) -> str:
     s = result["stats"]
-    return (f"{result['output']}  (W{result['bits']}A{result['bits']}, {result['images']} images, {len(s['epochs'])} epochs)\n"
+    return (f"{result['output']}  ({result['widths']}, {result['images']} images, {len(s['epochs'])} epochs)\n"
             f"distillation loss on {s['settings']['batch']} images: {s['loss_before']:.4g} -> {s['loss_after']:.4g}")  # fmt: skip
