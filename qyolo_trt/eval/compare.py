@@ -25,7 +25,7 @@ from ..model import inspect_detector, load_onnx
 from .agreement import expose_outputs
 from .bootstrap import DEFAULT_SAMPLES, bootstrap_maps, paired_drop, resample_weights
 from .decode import Head, PostProcess
-from .evaluate import EvalSet, head_outputs, jsonable, score, shared_outputs
+from .evaluate import EvalSet, head_outputs, jsonable, score, shared_outputs, sqnr_outputs
 from .peers import PeerModel, available_peers, qdq_target, run_peers
 from .predict import predict
 
@@ -162,8 +162,7 @@ def compare(
             onnx.save(expose_outputs(proto, shared_outputs(names, proto, fp32)), path)
             runners[label] = stack.enter_context(get_runner("ort", path))
         loader = ImageLoader(list(images), info.imgsz)
-        compared = names + [o for o in head.outputs if o not in names]
-        preds, meters = predict(runners, loader, {k: head for k in runners}, post, "fp32", compared, names, desc="compare")
+        preds, meters = predict(runners, loader, {k: head for k in runners}, post, "fp32", sqnr_outputs(names, head), names, desc="compare")
         placed = [v for v in variants if "placement" in v.info]
         speeds, notes = target_speed(Path(model_path), placed, speed_iters, Path(tmp)) if placed and speed_iters else ({}, [])
     es = EvalSet.build(data, preds["fp32"], info.num_classes)

@@ -164,8 +164,12 @@ def _with_reference(
     paths = {"model": tmp / "model.onnx", "reference": tmp / "reference.onnx"}
     onnx.save(expose_outputs(test_model, names), paths["model"])
     onnx.save(expose_outputs(ref_model, names), paths["reference"])
-    outputs = [o for o in head.outputs if o not in names]
-    return paths, {"model": head, "reference": ref_head}, names + outputs, names
+    return paths, {"model": head, "reference": ref_head}, sqnr_outputs(names, head), names
+
+
+def sqnr_outputs(pooled: list[str], head: Head) -> list[str]:
+    """The tensors SQNR is measured on: the ``pooled`` head convs, then the graph outputs not among them."""
+    return pooled + [o for o in head.outputs if o not in pooled]
 
 
 
