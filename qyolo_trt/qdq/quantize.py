@@ -128,7 +128,7 @@ def store_report(model: onnx.ModelProto, report: dict[str, Any]) -> None:
 
 def _plan(graph: gs.Graph, floats: dict[int, str], profile: Profile) -> tuple[Plan, list[dict[str, str]]]:
     """Ask each node's rule (those the profile applies) where it wants quantizers; nodes kept float go to the report instead."""
-    view = GraphView(graph)
+    view = GraphView(graph, frozenset(floats))
     plan: Plan = []
     float_nodes: list[dict[str, str]] = []
     for node in graph.nodes:

@@ -23,15 +23,20 @@ class Placement:
 
 
 class GraphView:
-    """Structural facts about a graph that the rules need: which tensors are float activations."""
+    """Structural facts about a graph that the rules need: which tensors are float activations, which nodes stay float."""
 
-    def __init__(self, graph: gs.Graph):
+    def __init__(self, graph: gs.Graph, kept_float: frozenset[int] = frozenset()):
         self.graph = graph
         self.data = _data_tensors(graph)
+        self.kept_float = kept_float  # ids of the nodes the rewrite keeps float (head, first conv, --exclude)
 
     def is_data(self, tensor: gs.Tensor) -> bool:
         """A float activation: flows from the graph input through non-shape ops."""
         return tensor.name in self.data
+
+    def feeds_float(self, tensor: gs.Tensor) -> bool:
+        """Whether a node kept float reads ``tensor``."""
+        return any(id(n) in self.kept_float for n in tensor.outputs)
 
 
 def _data_tensors(graph: gs.Graph) -> set[str]:

@@ -3,6 +3,10 @@
 Only the ONNX Runtime profile applies these rules: its CPU kernels fuse DQ -> Conv -> Q into ``QLinearConv`` only
 when a Q follows the conv's output, then run the SiLU as ``QLinearSigmoid`` + ``QLinearMul``. TensorRT fuses
 Conv + SiLU itself and must see no Q/DQ inside it (``lint`` code ``silu-qdq``).
+
+A SiLU whose output a float-kept node reads (the head convs) stays float, and so its conv runs with a float output:
+the float node then reads exact values, as it does on TensorRT, where the SiLU is fused into the conv. Quantizing
+that SiLU cost FP32 agreement on yolov5n (README, "CPU speed per target").
 """
 
 from __future__ import annotations
@@ -18,21 +22,25 @@ def _sigmoid_of(tensor: gs.Tensor) -> gs.Tensor | None:
     return producer.inputs[0] if producer is not None and producer.op == "Sigmoid" else None
 
 
-def _in_silu(sigmoid: gs.Node) -> bool:
+def _silu_muls(sigmoid: gs.Node) -> list[gs.Node]:
+    """The Muls that complete a SiLU with ``sigmoid`` (none: not a SiLU's Sigmoid)."""
     x = sigmoid.inputs[0]
-    return any(m.op == "Mul" and x in m.inputs for m in sigmoid.outputs[0].outputs)
+    return [m for m in sigmoid.outputs[0].outputs if m.op == "Mul" and x in m.inputs]
 
 
 @register("Sigmoid")
 def sigmoid_rule(node: gs.Node, view: GraphView) -> Placement | None:
     """A SiLU's Sigmoid: quantize its input (the activation before the SiLU); decode sigmoids stay float."""
-    return Placement(activations=[0]) if view.is_data(node.inputs[0]) and _in_silu(node) else None
+    muls = _silu_muls(node)
+    if not view.is_data(node.inputs[0]) or not muls or any(view.feeds_float(m.outputs[0]) for m in muls):
+        return None
+    return Placement(activations=[0])
 
 
 @register("Mul")
 def silu_mul_rule(node: gs.Node, view: GraphView) -> Placement | None:
     """A SiLU's Mul(x, Sigmoid(x)) (either order): quantize both inputs; every other Mul stays float."""
-    if len(node.inputs) != 2 or not all(view.is_data(t) for t in node.inputs):
+    if len(node.inputs) != 2 or not all(view.is_data(t) for t in node.inputs) or view.feeds_float(node.outputs[0]):
         return None
     a, b = node.inputs
     return Placement(activations=[0, 1]) if _sigmoid_of(b) is a or _sigmoid_of(a) is b else None
