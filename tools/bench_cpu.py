@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CPU speed of our INT8 QDQ models, placed per target, against the FP32 model and peers, interleaved in ONE run per runtime.
 
-    python tools/bench_cpu.py [--model M.onnx] [--calib DIR] [--num-images N] [--nncf] [--ort-static]
+    python tools/bench_cpu.py [--model M.onnx] [--calib DIR] [--num-images N] [--nncf] [--ort-static] [--no-ort | --no-openvino]
                               [--batches 1,8] [--hint latency|throughput] [--iters 100] [-o bench_cpu.json]
 
 Builds our QDQ models (UH scales; ``--target tensorrt`` in ``--mode``, ``--target openvino`` and ``--target ort`` in
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nncf", action="store_true", help="also time NNCF's QDQ model on OpenVINO")
     ap.add_argument("--ort-static", action="store_true", help="also time ONNX Runtime quantize_static's QDQ models (default, uint8)")
     ap.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime run")
+    ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO run")
     ap.add_argument("--batches", default="1", help="comma-separated batch sizes, each its own interleaved runs")
     ap.add_argument("--hint", choices=HINTS, default=HINTS[0], help="OpenVINO performance hint")
     ap.add_argument("--iters", type=int, default=100)
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     peers_ort = [built("ort_static", lambda out: ort_static_qdq(fp32, calib, out)),
                  built("ort_static_u8", lambda out: ort_static_qdq(fp32, calib, out, uint8=True))] if args.ort_static else []
     ov_modes = [built(f"openvino-{m}", lambda out, m=m: our_qdq(model, scales, calib, "openvino", m, out)) for m in filter(None, args.openvino_modes.split(","))]
-    runs = {"openvino": [fp32, *peers_ov, ours["tensorrt"], ours["openvino"], *ov_modes]}
+    runs = {} if args.no_openvino else {"openvino": [fp32, *peers_ov, ours["tensorrt"], ours["openvino"], *ov_modes]}
     if not args.no_ort:
         runs["ort"] = [fp32, *peers_ort, ours["tensorrt"], ours["ort"]]
     results: dict[str, Any] = {"command": " ".join(["python", "tools/bench_cpu.py", *(argv if argv is not None else sys.argv[1:])]), "runs": {}}
@@ -200,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             result = run_bench(plan(files, backend, args.threads, hint=hint), batch=batch, warmup=args.warmup, iters=args.iters)
             results["runs"][f"{backend}/b{batch}/{hint}"] = result
             tables.append(f"{backend}, batch {batch}, {hint} hint:\n" + ratio_table(result))
-    results["float_convs_openvino"] = {str(m): float_convs(m) for m in runs["openvino"][1:]}
+    results["float_convs_openvino"] = {str(m): float_convs(m) for m in runs.get("openvino", [])[1:]}
     table = "\n\n".join(tables)
-    if args.profile:
+    if args.profile and "openvino" in runs:
         results["profile_ms"] = profile(plan(runs["openvino"], "openvino", args.threads, "default"), args.profile)
         table += "\n\nOpenVINO per-layer medians (ms, PERF_COUNT):\n" + profile_table(results["profile_ms"])
     results["table"] = table
