@@ -11,13 +11,12 @@ from onnx import TensorProto, helper, numpy_helper
 from qyolo_trt.calib.scales import ScalesFile, TensorRange
 from qyolo_trt.model import model_hash
 
-RNG = np.random.default_rng(0)
-
-
 class GraphBuilder:
-    """Append nodes to an ONNX graph: conv (+SiLU), add, concat, maxpool, resize, head."""
+    """Append nodes to an ONNX graph: conv (+SiLU), add, concat, maxpool, resize, head. Weights come from the builder's
+    own seeded generator, so a graph is the same whichever tests built graphs before it."""
 
-    def __init__(self, channels: int = 3, size: int = 16):
+    def __init__(self, channels: int = 3, size: int = 16, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.input = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, channels, size, size])
@@ -27,8 +26,8 @@ class GraphBuilder:
         return name
 
     def conv(self, name: str, x: str, cin: int, cout: int, k: int = 1, silu: bool = True, bias: bool = True) -> str:
-        w = self.const(f"{name}.weight", RNG.normal(0, 0.5, (cout, cin, k, k)).astype(np.float32))
-        inputs = [x, w] + ([self.const(f"{name}.bias", RNG.normal(0, 0.1, cout).astype(np.float32))] if bias else [])
+        w = self.const(f"{name}.weight", self.rng.normal(0, 0.5, (cout, cin, k, k)).astype(np.float32))
+        inputs = [x, w] + ([self.const(f"{name}.bias", self.rng.normal(0, 0.1, cout).astype(np.float32))] if bias else [])
         self.nodes.append(helper.make_node("Conv", inputs, [f"{name}_out"], name=f"{name}/Conv", kernel_shape=[k, k], pads=[k // 2] * 4))
         if not silu:
             return f"{name}_out"

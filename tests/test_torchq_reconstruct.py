@@ -235,11 +235,12 @@ def test_embedded_yolov5n_gets_closer_to_fp32():
 
 def test_learned_scales_stay_shared_and_are_written():
     """``learn_scales``: step sizes move, the image input's does not, every Q/DQ pair of a shared group (Concat,
-    MaxPool, Resize) still carries one value, lint stays clean and ORT runs the written model as torch did."""
+    MaxPool, Resize) still carries one value, lint stays clean and ORT runs the written model as torch did. A W4A4 start:
+    at 8 bits round-to-nearest is near optimal on this model, so most seeds keep no block (their scales reset)."""
     fp32 = tiny_detector()
-    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="shifted").model
+    qdq = lower_bits(quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="symmetric").model, fp32, 4)
     out, stats = reconstruct(qdq, fp32, TINY_FEEDS, iters=30, batch=2, seed=2, learn_scales=True, scale_lr=0.05, threads=1)
-    assert stats["learn_scales"]
+    assert stats["learn_scales"] and sum(b["kept"] for b in stats["blocks"]) >= 3, stats["blocks"]
     before, after = TorchGraph(qdq), TorchGraph(out)
     moved = {k for k in before.acts if float(before.acts[k].scale) != float(after.acts[k].scale)}
     assert moved and before.act_keys["images"] not in moved
