@@ -81,7 +81,8 @@ def _variants(fp32: onnx.ModelProto, calib: list[Path], names: list[str], iters:
                 calibrated[bits] = (calibrate(fp32, calib, methods=("uh",), bits=bits, progress_desc="calibrate")["uh"], time.perf_counter() - t0)
             scales, calib_s = calibrated[bits]
             t1 = time.perf_counter()
-            config = QuantizeConfig(**options, reconstruct_images=calib, reconstruct_num_images=len(calib), reconstruct_iters=iters)
+            config = QuantizeConfig(**options, reconstruct_images=calib, reconstruct_num_images=len(calib), reconstruct_iters=iters,
+                                    bias_images=calib, bias_num_images=len(calib))  # the ranges a target measures: on the split's images
             runs[key] = (run(fp32, scales, config).model, calib_s + time.perf_counter() - t1)
             log(f"  {key}: {runs[key][1]:.0f} s")
         model, seconds = runs[key]
