@@ -52,6 +52,20 @@ def test_mode_defaults_to_shifted_at_8_bits_and_symmetric_below() -> None:
     assert QuantizeConfig(exclude=["a"]).exclude == ("a",)  # frozen and hashable fields
 
 
+def test_replace_resolves_the_defaults_again() -> None:
+    """``config.replace`` re-resolves what construction resolved (mode, widths, float parts) unless given; the
+    ``quantize(config=..., bits=4)`` override goes through it (``dataclasses.replace`` kept W8A8 and shifted)."""
+    low = QuantizeConfig().replace(bits=4)
+    assert (low.weight_bits, low.act_bits, low.mode, low.keep_float) == (4, 4, "symmetric", ("head", "first-conv"))
+    assert QuantizeConfig().replace(target="openvino").mode == "asymmetric"
+    assert QuantizeConfig(bits=4).replace(bits=8) == QuantizeConfig()
+    kept = QuantizeConfig(mode="asymmetric", keep_float=("head",), weight_bits=8, bits=4).replace(bits=6)
+    assert (kept.mode, kept.keep_float, kept.weight_bits, kept.act_bits) == ("asymmetric", ("head",), 8, 6)  # given: kept
+    model = tiny_detector()
+    report = quantize(model, fixed_scales(model), QuantizeConfig(), bits=4).report  # the below-8-bit placement
+    assert report["mode"] == "symmetric" and {n["reason"] for n in report["float_nodes"]} == {"head", "first-conv"}
+
+
 def test_passes_run_in_registry_order() -> None:
     assert [p.name for p in registered()] == ["fallback", "lowbit", "reconstruction", "bias_correction", "float16"]
     config = QuantizeConfig(bias_correction=True, float_dtype="fp16")

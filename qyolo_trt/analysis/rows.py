@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -53,7 +52,7 @@ def fallback_rows(method: str, ks: Sequence[int], num_images: int = SENSITIVITY_
         seconds = time.perf_counter() - t0
         out = []
         for k in ks:
-            q = run(model, scales, replace(config, fallback_k=k), ranking=ranking)
+            q = run(model, scales, config.replace(fallback_k=k), ranking=ranking)
             fb = q.report["fallback"]
             info = {"method": method, "mode": "symmetric", "fallback_k": fb["k"], "fallback_units": [u["unit"] for u in fb["layers"]],
                     "fallback_calib_sqnr_db": fb["sqnr_db"]}  # fmt: skip

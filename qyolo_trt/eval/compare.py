@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ def quantized_variants(model: onnx.ModelProto, calib: Sequence[Path], methods: S
         variants.append(Variant(f"{method}/{mode}", q.model, TARGETS[mode], calib_s, info))
         if bias_correction and method == "uh" and TARGETS[mode] == "TensorRT":
             t1 = time.perf_counter()
-            bc = run(model, scales[method], replace(config, bias_correction=True, bias_images=list(calib))).model
+            bc = run(model, scales[method], config.replace(bias_correction=True, bias_images=list(calib))).model
             variants.append(Variant(f"{method}/{mode}+bc", bc, TARGETS[mode], calib_s + time.perf_counter() - t1, {**info, "bias_correction": True}))
     for target in targets:
         t1 = time.perf_counter()

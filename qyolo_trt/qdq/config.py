@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..defaults import (BIAS_IMAGES, BITS_RANGE, DEFAULT_BITS, DEFAULT_KEEP_FLOAT, DEFAULT_TARGET, DEFAULT_WEIGHT_CLIP, FLOAT_DTYPES,
                         KEEP_FLOAT, LOWBIT_KEEP_FLOAT, BASE_MODE, MODES, RECONSTRUCT_IMAGES, RECONSTRUCT_ITERS, SENSITIVITY_IMAGES,
@@ -23,6 +23,9 @@ ImageSource = str | os.PathLike | Sequence[str | os.PathLike]
 def _choice(what: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise QyoloError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+RESOLVED = ("mode", "weight_bits", "act_bits", "keep_float")  # QuantizeConfig fields that None resolves from the others
 
 
 def check_widths(widths: dict[str, int]) -> None:
@@ -39,7 +42,7 @@ class QuantizeConfig:
     mode: str | None = None  # None: the target's default at 8 bits, BASE_MODE below
     target: str = DEFAULT_TARGET  # the runtime the placement is made for (qdq.rules.PROFILES)
     bits: int = DEFAULT_BITS  # weights and activations, unless one of the two below is given
-    weight_bits: int | None = None  # None: bits (both resolved on construction: replace() them with bits)
+    weight_bits: int | None = None  # None: bits
     act_bits: int | None = None  # None: bits; the activation scales must be calibrated for it
     weight_clip: str = DEFAULT_WEIGHT_CLIP
     exclude: tuple[str, ...] = ()  # regexes over node names kept float
@@ -60,8 +63,11 @@ class QuantizeConfig:
     reconstruct_num_images: int = RECONSTRUCT_IMAGES
     reconstruct_iters: int = RECONSTRUCT_ITERS  # optimisation steps per block
     seed: int = 0  # reconstruction's random crops, QDrop masks and batches
+    # the fields above left None and resolved on construction: ``replace`` resolves them again
+    resolved: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "resolved", frozenset(n for n in RESOLVED if getattr(self, n) is None))
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "weight_bits", self.bits if self.weight_bits is None else self.weight_bits)
         object.__setattr__(self, "act_bits", self.bits if self.act_bits is None else self.act_bits)
@@ -80,9 +86,14 @@ class QuantizeConfig:
         """Weights or activations below 8 bits: the fake-quantized simulation (``passes.lowbit``)."""
         return (self.weight_bits, self.act_bits) != (DEFAULT_BITS, DEFAULT_BITS)
 
+    def replace(self, **changes: object) -> QuantizeConfig:
+        """This config with ``changes``; what it resolved on construction (mode, widths, float parts) is resolved again
+        for the new fields (``dataclasses.replace`` would keep, e.g., the 8-bit widths and mode after ``bits=4``)."""
+        return replace(self, **(dict.fromkeys(self.resolved) | changes))
+
     def with_images(self, images: ImageSource) -> QuantizeConfig:
         """This config with ``images`` for the passes that need images and were given none."""
-        return replace(self, fallback_images=self.fallback_images or images, bias_images=self.bias_images or images,
+        return self.replace(fallback_images=self.fallback_images or images, bias_images=self.bias_images or images,
                        reconstruct_images=self.reconstruct_images or images)
 
     def check(self) -> None:

@@ -7,7 +7,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,7 @@ def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig 
     failing. An empty ``scales.model_hash`` (TensorRT caches) is not checked. ``weight_clip``: per-channel weight
     clip, "minmax" or "mse". The passes (fallback, low-bit, bias correction, fp16) are ``qyolo_trt.qdq.pipeline.run``'s.
     """
-    config = replace(config, **overrides) if config is not None else QuantizeConfig(**{"mode": BASE_MODE, **overrides})
+    config = config.replace(**overrides) if config is not None else QuantizeConfig(**{"mode": BASE_MODE, **overrides})
     mode, weight_clip, keep_float = config.mode, config.weight_clip, config.keep_float
     model = normalize(model)
     check_finite_weights(model)

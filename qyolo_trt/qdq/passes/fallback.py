@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import onnx
@@ -34,10 +33,10 @@ class FallbackPass:
         feeds = ctx.feeds(config.fallback_images, config.fallback_num_images)
         ranking = ctx.rank(feeds)
         scores = ranking.scores
-        base = replace(config, check_hash=False)
+        base = config.replace(check_hash=False)
 
         def build(n: int) -> QuantizeResult:
-            return ctx.rewrite(replace(base, exclude=base.exclude + tuple(s.unit.pattern() for s in scores[:n])))
+            return ctx.rewrite(base.replace(exclude=base.exclude + tuple(s.unit.pattern() for s in scores[:n])))
 
         probe = ctx.probe(feeds, ranking.outputs)
         trials: dict[int, float] = {}
