@@ -55,6 +55,15 @@ class ExportResult:
         }
 
 
+def load_source(src: str | os.PathLike, *, dynamic_batch: bool = False) -> onnx.ModelProto:
+    """The ONNX model of ``src``: an .onnx loaded as it is, a .pt / .yaml exported first (in a temporary folder)."""
+    src = Path(src)
+    if src.suffix.lower() not in EXPORTABLE:
+        return load_onnx(src)
+    with tempfile.TemporaryDirectory(prefix="qyolo-export-") as tmp:
+        return load_onnx(export(src, Path(tmp) / f"{src.stem}.onnx", dynamic_batch=dynamic_batch).output)
+
+
 def export(
     src: str | os.PathLike,
     out: str | os.PathLike | None = None,

@@ -32,10 +32,10 @@ from .defaults import (BUILD_BIAS_CORRECTION, BUILD_FLOAT_DTYPE, BUILD_RECONSTRU
                        default_calib, default_model)
 from .errors import QyoloError
 from .lazy import lazy_import
-from .export import EXPORTABLE, export  # torch / ultralytics are imported only when exporting
+from .export import EXPORTABLE, load_source  # torch / ultralytics are imported only when exporting
 from .data import list_images
 from .fileio import json_text, refuse_overwrite, sha256_bytes, write_all
-from .model import DetectorInfo, inspect_detector, load_onnx, model_hash
+from .model import DetectorInfo, inspect_detector, model_hash
 from .progress import progress
 
 QUALITY_IMAGES = 4  # calibration images held out of calibration to score the QDQ model (head SQNR, FP32 agreement)
@@ -85,11 +85,7 @@ def _stem(path: Path) -> str:
 
 def _load_model(req: BuildRequest) -> tuple[Path, onnx.ModelProto]:
     src = Path(req.model) if req.model else default_model()
-    if src.suffix.lower() in EXPORTABLE:
-        with tempfile.TemporaryDirectory(prefix="qyolo-export-") as tmp:
-            result = export(src, Path(tmp) / f"{src.stem}.onnx", dynamic_batch=req.batch != (1, 1, 1))
-            return src, load_onnx(result.output)
-    return src, load_onnx(src)
+    return src, load_source(src, dynamic_batch=req.batch != (1, 1, 1))
 
 
 def split_calib(req: BuildRequest) -> tuple[list[Path], list[Path]]:

@@ -92,6 +92,23 @@ def test_cli_reconstruct_switch_starts_from_the_reconstructed_model(tmp_path):
     assert ints[0].keys() == ints[1].keys() and any(not np.array_equal(ints[0][n], ints[1][n]) for n in ints[0])  # rounding kept
 
 
+def test_cli_takes_an_ultralytics_checkpoint(tmp_path):
+    """`qat MODEL.pt` exports the checkpoint first (as `build` does) and fine-tunes the exported graph: the result is the
+    QDQ model of `export`'s ONNX, same inputs and outputs, lint clean."""
+    pytest.importorskip("ultralytics", reason="export extra not installed (tools/install_export.sh)")
+    pt = shared_path("weights/fall_yolov8s.pt")
+    proc = run_cli("qat", pt, "--images", default_calib(), "--num-images", "1", "--no-reconstruct", "--epochs", "0", "--json",
+                   "-o", tmp_path / "qat.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["widths"] == "W8A8"
+    assert run_cli("export", pt, "-o", tmp_path / "fp32.onnx").returncode == 0
+    names = lambda m: ([i.name for i in m.graph.input], [o.name for o in m.graph.output])  # noqa: E731
+    qat_model = onnx.load(tmp_path / "qat.onnx")
+    assert names(qat_model) == names(onnx.load(tmp_path / "fp32.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in qat_model.graph.node) and not lint(qat_model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fp32.onnx", "qat.onnx"]  # no checkpoint or export left behind
+
+
 def test_cli_start_fine_tunes_the_given_model(tmp_path):
     """`qat --start PTQ.onnx` trains the model it is given (0 epochs: exports its integers and scales unchanged), keeps its
     widths, and refuses what contradicts it (--bits) and models that `quantize` did not write for MODEL."""

@@ -1,4 +1,4 @@
-"""`qyolo-trt qat`: FP32 ONNX + images -> UH-calibrated QDQ model -> quantization-aware fine-tuning -> QDQ ONNX."""
+"""`qyolo-trt qat`: FP32 ONNX (or .pt, exported first) + images -> UH-calibrated QDQ model -> quantization-aware fine-tuning -> QDQ ONNX."""
 
 from __future__ import annotations
 
@@ -50,17 +50,17 @@ from .common import FiniteFloatRange, emit, json_option, log
 @json_option
 def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch: int, crop: float, bits: int, reconstruct: bool,
             reconstruct_iters: int, start_path: Path | None, lr: float, scale_lr: float, bias_lr: float, ema: bool, qc: bool, qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
-    """Fine-tune MODEL's UH-quantized (by default also reconstructed) QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
+    """Fine-tune MODEL's (.onnx, or an Ultralytics .pt exported first) UH-quantized (by default also reconstructed) QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
     ckpt = checkpoint or output.with_name(f"{output.name}.ckpt")
     refuse_overwrite([output, ckpt], [model])
     if resume and not ckpt.is_file():
         raise QyoloError(f"--resume: no checkpoint at {ckpt}")
     from ..data import list_images
     from ..data.feeds import load_feeds
-    from ..model import load_onnx
+    from ..export import load_source
     from ..torchq.qat import qat
 
-    fp32 = load_onnx(model)
+    fp32 = load_source(model)
     paths = list_images(images, limit=num_images)
     if start_path is None:
         start, report = _quantized(fp32, paths, bits, reconstruct, reconstruct_iters, seed)
