@@ -69,6 +69,13 @@ def test_quantize_calibrates_the_embedded_model(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)["report"]
     assert report["method"] == "uh" and report["quantized"]["Conv"] == 57 and len(report["shifted"]) == 24
+    padded = tmp_path / "v5n_pad.qdq.onnx"
+    proc = run_cli("quantize", "--images", default_calib(), "--num-images", "2", "--shift-padded", "-o", padded, "--json")
+    assert proc.returncode == 0, proc.stderr
+    # and the 13 tensors read only by padded convs (the image input excepted), each through a Pad; lint stays clean
+    assert len(json.loads(proc.stdout)["report"]["shifted"]) == 37
+    assert sum(n.op_type == "Pad" for n in onnx.load(padded).graph.node) == 13
+    assert run_cli("inspect", padded, "--strict").returncode == 0
 
 
 def test_bad_input_is_one_clean_line(tiny, tmp_path, structure_models):

@@ -143,8 +143,10 @@ def strip_qdq(qdq: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def test_shifted_mode_is_exact_without_activation_quantization(fp32, scales):
-    result = quantize(fp32, scales, mode="shifted")
-    assert result.report["shifted"] == ["cat_out", "cv2_act"]  # the tensors feeding nothing but 1x1 convs
+    assert quantize(fp32, scales, mode="shifted").report["shifted"] == ["cat_out", "cv2_act"]  # feed nothing but 1x1 convs
+    result = quantize(fp32, scales, mode="shifted", shift_padded=True)  # quantize --shift-padded
+    # ... and up_out, read only by the padded 3x3 cv4, whose padding moves into a Pad (not images: the stem's input)
+    assert result.report["shifted"] == ["cat_out", "cv2_act", "up_out"]
     q = View(result.model)
     sub = q.producer[q.source(q.node("cv3/Conv").input[0])]
     assert sub.op_type == "Sub" and float(q.inits[sub.input[1]]) == pytest.approx(scales.tensors["cv2_act"].shift)
@@ -156,7 +158,12 @@ def test_shifted_mode_is_exact_without_activation_quantization(fp32, scales):
     # with activation Q/DQ removed, shift + fold changes nothing: shifted == symmetric (same int8 weights)
     symmetric = strip_qdq(quantize(fp32, scales).model)
     np.testing.assert_allclose(run(strip_qdq(result.model)), run(symmetric), rtol=1e-4, atol=1e-5)
-    assert sum(n.op_type == "Sub" for n in strip_qdq(result.model).graph.node) == 2
+    assert sum(n.op_type == "Sub" for n in strip_qdq(result.model).graph.node) == 3
+    cv4 = q.node("cv4/Conv")
+    sub = q.producer[q.source(cv4.input[0])]
+    pad = q.producer[sub.input[0]]
+    assert (pad.op_type, pad.input[0], list(q.inits[pad.input[1]])) == ("Pad", "up_out", [0, 0, 1, 1, 0, 0, 1, 1])
+    assert list(next(a for a in cv4.attribute if a.name == "pads").ints) == [0, 0, 0, 0]
 
 
 def test_asymmetric_mode_uses_uint8_zero_points(fp32, scales):

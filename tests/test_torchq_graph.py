@@ -60,10 +60,12 @@ def assert_graph_matches_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray
         assert noise == 0 or 10 * np.log10(np.square(ref[name].astype(np.float64)).sum() / noise) >= min_sqnr_db, name
 
 
-@pytest.mark.parametrize("mode", ["symmetric", "shifted", "asymmetric"])
+@pytest.mark.parametrize("mode", ["symmetric", "shifted", "shifted-padded", "asymmetric"])
 def test_tiny_qdq_equals_ort(mode):
     fp32 = tiny_detector()
-    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS), mode=mode).model
+    padded = mode == "shifted-padded"  # a padded conv's input shifted through a Pad (rules/shift.py)
+    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS), mode="shifted" if padded else mode, shift_padded=padded).model
+    assert not padded or any(n.op_type == "Pad" for n in qdq.graph.node)
     assert_graph_matches_ort(fp32, TINY_FEEDS, 100)
     assert_steps_match_ort(qdq, TINY_FEEDS)
     assert_graph_matches_ort(qdq, TINY_FEEDS, 60)

@@ -188,12 +188,13 @@ def test_written_integers_are_the_learned_ones():
 
 
 def test_shifted_bias_refold_is_exact():
-    """A 1x1 conv reading ``x - c``: its written bias is the FP32 bias + c * sum(new W_dq), summed as the fold does."""
+    """A conv reading ``x - c`` (1x1, or 3x3 through the Pad that took its padding): its written bias is the FP32 bias
+    + c * sum(new W_dq), summed as the fold does."""
     fp32 = tiny_detector()
-    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="shifted").model
+    qdq = quantize(fp32, observed_scales(fp32, TINY_FEEDS[0]), mode="shifted", shift_padded=True).model
     graph = TorchGraph(qdq)
     shifted = {c: graph.bias(c).shift for c in graph.bias_keys if graph.bias(c).shift}
-    assert shifted  # cv2 and cv3 read shifted tensors
+    assert len(shifted) == 3  # cv2 and cv3 read shifted tensors, and cv4 its padded shifted input
     floats = {t.name: numpy_helper.to_array(t) for t in fp32.graph.initializer}
     changed = {}
     for conv in shifted:
@@ -225,7 +226,8 @@ def test_embedded_yolov5n_gets_closer_to_fp32():
     calib, held_out = images[:4], images[12:16]
     from qyolo_trt.calib import calibrate
 
-    qdq = quantize(fp32, calibrate(fp32, calib)["uh"], mode="shifted").model
+    qdq = quantize(fp32, calibrate(fp32, calib)["uh"], mode="shifted", shift_padded=True).model  # quantize --shift-padded
+    assert any(n.op_type == "Pad" for n in qdq.graph.node)
     out, stats = reconstruct(qdq, fp32, load_feeds(fp32, calib, 2), iters=8, batch=1, crop=0.25)
     assert not [i for i in lint(out) if i.severity == "error"]
     before, after = quality(qdq, fp32, held_out), quality(out, fp32, held_out)

@@ -48,7 +48,10 @@ VARIANTS: dict[str, tuple[dict, bool, bool]] = {
     "shifted+bc/fp16": ({"mode": "shifted"}, True, True),
     "symmetric+bc": ({"mode": "symmetric"}, True, False),
     "symmetric+bc/fp16": ({"mode": "symmetric"}, True, True),
+    "shifted+pad": ({"mode": "shifted", "shift_padded": True}, False, False),  # padded convs' inputs shifted too
+    "shifted+pad+bc": ({"mode": "shifted", "shift_padded": True}, True, False),
     "shifted+rc": ({"mode": "shifted", "reconstruct": True}, False, False),
+    "shifted+pad+rc": ({"mode": "shifted", "shift_padded": True, "reconstruct": True}, False, False),
     "shifted+rc+bc": ({"mode": "shifted", "reconstruct": True}, True, False),
     "shifted+rc/fp16": ({"mode": "shifted", "reconstruct": True}, False, True),
     "symmetric+rc": ({"mode": "symmetric", "reconstruct": True}, False, False),

@@ -55,6 +55,9 @@ from .common import FiniteFloatRange, emit, json_option, keep_float_parts, log
 @click.option("--reconstruct-iters", type=click.IntRange(0, 100_000), default=RECONSTRUCT_ITERS, show_default=True, help="Optimisation steps per block.")
 @click.option("--reconstruct-num-images", type=click.IntRange(1), default=RECONSTRUCT_IMAGES, show_default=True, help="Images for --reconstruct.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of --reconstruct (crops, QDrop masks, batches).")
+@click.option("--shift-padded", is_flag=True,
+              help="Shifted mode: also shift the inputs of padded (3x3) convs, their padding moved into a Pad before the shift "
+                   "(best SQNR with --reconstruct on both real models, but not the best agreement everywhere: README).")
 @click.option("--float-dtype", type=click.Choice(FLOAT_DTYPES), default=FLOAT_DTYPES[0], show_default=True,
               help="Non-INT8 parts (float convs, biases, head, decode, Q/DQ scales) in fp16: for GPU targets (TensorRT); fp32 for CPU.")
 @click.option("--io-dtype", type=click.Choice(FLOAT_DTYPES), default=FLOAT_DTYPES[0], show_default=True,
@@ -66,7 +69,7 @@ def quantize_cmd(
     model: Path | None, scales_path: Path | None, calib_cache: Path | None, images: str | None, method: str, num_images: int | None,
     target: str, mode: str | None, weight_clip: str, exclude: tuple[str, ...], keep_float: str | None, allow_missing: bool, fallback_k: int | None, fallback_db: float | None,
     fallback_images: str | None, fallback_num_images: int, bits: int, weight_bits: int | None, act_bits: int | None, bias_correction: bool, bias_num_images: int,
-    reconstruct: bool, reconstruct_iters: int, reconstruct_num_images: int, seed: int, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
+    reconstruct: bool, reconstruct_iters: int, reconstruct_num_images: int, seed: int, shift_padded: bool, float_dtype: str, io_dtype: str, skip_hash_check: bool, output: Path, as_json: bool,
 ) -> None:
     """Rewrite MODEL (default: the embedded yolov5n) into a QDQ ONNX model placed for --target (TensorRT by default)."""
     model = model or default_model()
@@ -81,7 +84,7 @@ def quantize_cmd(
         fallback_k=fallback_k, fallback_db=fallback_db, fallback_images=fallback_images,
         fallback_num_images=fallback_num_images, bias_correction=bias_correction,
         bias_num_images=bias_num_images, reconstruct=reconstruct, reconstruct_iters=reconstruct_iters,
-        reconstruct_num_images=reconstruct_num_images, seed=seed, bits=bits, weight_bits=weight_bits, act_bits=act_bits, float_dtype=float_dtype, io_dtype=io_dtype,
+        reconstruct_num_images=reconstruct_num_images, seed=seed, shift_padded=shift_padded, bits=bits, weight_bits=weight_bits, act_bits=act_bits, float_dtype=float_dtype, io_dtype=io_dtype,
     )  # fmt: skip
     from ..api import quantize
 

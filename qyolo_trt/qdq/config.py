@@ -63,6 +63,7 @@ class QuantizeConfig:
     reconstruct_num_images: int = RECONSTRUCT_IMAGES
     reconstruct_iters: int = RECONSTRUCT_ITERS  # optimisation steps per block
     seed: int = 0  # reconstruction's random crops, QDrop masks and batches
+    shift_padded: bool = False  # shifted mode: also the inputs of padded convs (rules/shift.py); lost agreement once (README)
     # the fields above left None and resolved on construction: ``replace`` resolves them again
     resolved: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 

@@ -71,6 +71,16 @@ def insert_shift(self: gs.Graph, tensor: gs.Tensor, shift: float) -> gs.Variable
 
 
 @gs.Graph.register()
+def insert_pad(self: gs.Graph, tensor: gs.Tensor, pads: tuple[int, ...]) -> gs.Variable:
+    """Add a zero ``Pad`` of an NCHW ``tensor`` by a conv's ``pads`` (top, left, bottom, right); returns the padded tensor."""
+    top, left, bottom, right = pads
+    amounts = gs.Constant(f"{tensor.name}_pads", np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64))
+    out = gs.Variable(f"{tensor.name}_padded", dtype=np.float32)
+    self.nodes.append(gs.Node("Pad", f"{tensor.name}_Pad", inputs=[tensor, amounts], outputs=[out], attrs={"mode": "constant"}))
+    return out
+
+
+@gs.Graph.register()
 def add_to_bias(self: gs.Graph, conv: gs.Node, delta: np.ndarray) -> None:
     """Add ``delta`` (one value per output channel) to a Conv's bias, creating the bias if absent.
 

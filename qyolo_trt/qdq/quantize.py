@@ -21,7 +21,7 @@ from ..model import check_finite_weights, copy_model, model_hash
 from ..normalize import normalize
 from . import graph_ops  # noqa: F401 - registers graph.insert_qdq & co.
 from .rules import PROFILES, RULES, GraphView, Head, Placement, Profile, find_head, first_conv
-from .rules.shift import can_shift, fold_shift
+from .rules.shift import fold_shift, shift_pads
 from .config import QuantizeConfig
 from .scale_groups import ScaleGroups
 
@@ -60,7 +60,7 @@ def quantize(model: onnx.ModelProto, scales: ScalesFile, config: QuantizeConfig 
         )
     graph, head, plan, float_nodes = _placed(model, config)
     plan, params, missing = _resolve(plan, scales.tensors, config.allow_missing, float_nodes)
-    shifted = _apply(graph, plan, params, mode, weight_clip, PROFILES[config.target].carried)
+    shifted = _apply(graph, plan, params, mode, weight_clip, PROFILES[config.target].carried, config.shift_padded)
     graph.cleanup().toposort()
     if graph.opset < MIN_OPSET:
         graph.opset = MIN_OPSET
@@ -215,9 +215,11 @@ def _resolve(plan: Plan, tensors: dict[str, TensorRange], allow_missing: bool, f
         plan = [(n, p) for n, p in plan if id(n) not in bad]
 
 
-def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str, weight_clip: str, carried: frozenset[str]) -> list[str]:
+def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: str, weight_clip: str, carried: frozenset[str],
+           shift_padded: bool) -> list[str]:  # fmt: skip
     """Insert activation Q/DQ (one pair per tensor, shared by its quantized consumers; none on the output of a grouped
-    ``carried`` op, which stays on its inputs' grid), then weights. Returns shifted tensors."""
+    ``carried`` op, which stays on its inputs' grid), then weights. Returns shifted tensors (``shift_padded``: also
+    those read by padded convs, not the graph input: torchq keeps the image input's step fixed)."""
     by_name = graph.tensors()
     quantized = {id(n) for n, _ in plan}
     on_grid = {n.outputs[0].name for n, p in plan if p.group and n.op in carried}
@@ -230,9 +232,10 @@ def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: st
                 continue
             if t.name not in dq:
                 consumers = list(by_name[t.name].outputs)
-                if mode == "shifted" and can_shift(consumers, params[t.name]):
+                pads = shift_pads(consumers, params[t.name]) if mode == "shifted" else None
+                if pads is not None and not (pads and (not shift_padded or t in graph.inputs)):
                     shifted.append(t.name)
-                    dq[t.name] = _shifted_qdq(graph, t, params[t.name], [c for c in consumers if id(c) in quantized], weight_clip)
+                    dq[t.name] = _shifted_qdq(graph, t, params[t.name], [c for c in consumers if id(c) in quantized], weight_clip, pads)
                 else:
                     dq[t.name] = _qdq(graph, t, params[t.name], mode)
             node.inputs[i] = dq[t.name]
@@ -254,9 +257,13 @@ def _qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, mode: str) -> gs.Varia
     return graph.insert_qdq(t, rng.scale)
 
 
-def _shifted_qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, convs: list[gs.Node], weight_clip: str) -> gs.Variable:
+def _shifted_qdq(graph: gs.Graph, t: gs.Tensor, rng: TensorRange, convs: list[gs.Node], weight_clip: str,
+                 pads: tuple[int, ...]) -> gs.Variable:  # fmt: skip
     """``t - shift`` -> symmetric Q/DQ with ``shift_scale``; the shift is folded into the convs' biases (before
-    their weights are quantized)."""
+    their weights are quantized). ``pads``: the convs' common zero padding, moved into a ``Pad`` of ``t`` first."""
     for conv in convs:
         fold_shift(graph, conv, rng.shift, weight_clip)
-    return graph.insert_qdq(graph.insert_shift(t, rng.shift), rng.shift_scale)
+        if pads:
+            conv.attrs["pads"] = [0, 0, 0, 0]
+    source = graph.insert_pad(t, pads) if pads else t
+    return graph.insert_qdq(graph.insert_shift(source, rng.shift), rng.shift_scale)

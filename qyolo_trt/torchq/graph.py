@@ -48,8 +48,10 @@ class Step:
 
     @property
     def chain(self) -> bool:
-        """An activation quantizer or the shift ``Sub`` before one: the path a tensor takes into its consumers."""
-        return self.op == "ActQuant" or (self.op == "Sub" and self.inputs[1] == f"{self.inputs[0]}_shift")
+        """An activation quantizer, or the shift ``Sub`` (and the zero ``Pad`` before it, qdq/rules/shift.py) before one:
+        the path a tensor takes into its consumers."""
+        return (self.op == "ActQuant" or (self.op == "Sub" and self.inputs[1] == f"{self.inputs[0]}_shift")
+                or (self.op == "Pad" and self.outputs[0] == f"{self.inputs[0]}_padded"))
 
 
 @dataclass(frozen=True)

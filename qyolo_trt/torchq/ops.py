@@ -145,6 +145,17 @@ def unsqueeze(x: Sequence[Tensor], a: dict[str, Any]) -> list[Tensor]:
     return [out]
 
 
+@op("Pad")
+def pad(x: Sequence[Tensor], a: dict[str, Any]) -> list[Tensor]:
+    if a.get("mode", "constant") not in ("constant", b"constant") or (len(x) > 3 and x[3] is not None):
+        raise QyoloError("torchq: only Pad in constant mode over every axis is supported")
+    pads, rank = _ints(x[1]), x[0].dim()
+    value = float(x[2]) if len(x) > 2 and x[2] is not None and x[2].numel() else 0.0
+    # ONNX: [begin_0 .. begin_n, end_0 .. end_n]; torch: (begin_last, end_last, begin_last-1, ...)
+    order = [p for axis in reversed(range(rank)) for p in (pads[axis], pads[axis + rank])]
+    return [torch.nn.functional.pad(x[0], order, value=value)]
+
+
 @op("Constant")
 def constant(x: Sequence[Tensor], a: dict[str, Any]) -> list[Tensor]:
     return [a["value"]]

@@ -1,10 +1,12 @@
 """Shifted-symmetric UH: quantize ``x - c`` symmetrically and fold ``c * sum(Wq[o])`` into each consumer's bias.
 
-Exact only where every consumer is an ungrouped 1x1 conv without padding (with zero padding the
-border pixels would see ``-c`` instead of 0); every other tensor stays plainly symmetric. A Concat output
-feeding only such convs is shifted too (its inputs keep the group's symmetric scale): TensorRT-RTX fuses
-Concat + Sub + Q into the producers' epilogues (yolov5n: 24 tensors shifted, 151 engine layers, vs 154 when
-Concat outputs are left symmetric).
+Exact where every consumer is an ungrouped 1x1 conv without padding. Where every consumer is an ungrouped conv
+with the same zero padding (the 3x3 convs), the padding moves out of the convs into one explicit ``Pad`` before the
+shift (``Pad(x, 0) - c``: the border pixels then read ``-c`` as they should, and the convs pad nothing), so those
+tensors are shifted exactly too. Every other tensor stays plainly symmetric. A Concat output feeding only such convs
+is shifted too (its inputs keep the group's symmetric scale): TensorRT-RTX fuses Concat + Sub + Q into the
+producers' epilogues (yolov5n: 24 tensors shifted, 151 engine layers, vs 154 when Concat outputs are left
+symmetric), and Pad + Sub + Q likewise (151 layers and 57/60 INT8 convs with the padded tensors shifted too).
 """
 
 from __future__ import annotations
@@ -19,19 +21,35 @@ from ..graph_ops import constant_values
 from ..weights import quantize_per_channel
 
 
+def _conv_pads(node: gs.Node) -> tuple[int, ...] | None:
+    """An ungrouped 2-D Conv with a constant weight and explicit pads: its pads (top, left, bottom, right), else None."""
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if node.op != "Conv" or node.attrs.get("group", 1) != 1 or auto_pad not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+        return None
+    w = constant_values(node.inputs[1])
+    if w is None or w.ndim != 4:
+        return None
+    pads = tuple(int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])) if auto_pad in ("NOTSET", b"NOTSET") else (0, 0, 0, 0)
+    return pads if len(pads) == 4 else None
+
+
 def is_pointwise_conv(node: gs.Node) -> bool:
     """An ungrouped Conv with a 1x1 kernel and no padding."""
-    if node.op != "Conv" or node.attrs.get("group", 1) != 1:
-        return False
-    w = constant_values(node.inputs[1])
-    pads_zero = not any(node.attrs.get("pads", [])) and node.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID", b"NOTSET", b"VALID")
-    return w is not None and w.ndim == 4 and w.shape[2:] == (1, 1) and pads_zero
+    pads = _conv_pads(node)
+    return pads is not None and not any(pads) and constant_values(node.inputs[1]).shape[2:] == (1, 1)
 
 
-def can_shift(consumers: list[gs.Node], rng: TensorRange) -> bool:
-    """The tensor feeds only pointwise convs and its range defines a finite shift and positive shift scale."""
+def shift_pads(consumers: list[gs.Node], rng: TensorRange) -> tuple[int, ...] | None:
+    """How a tensor can be shifted exactly: ``()`` when it feeds only pointwise convs, the convs' common pads when it
+    feeds only ungrouped convs padded alike (the padding then moves into a ``Pad`` before the shift), else None (also
+    when its range defines no finite shift and positive shift scale)."""
     ok_range = rng.shift is not None and rng.shift_scale is not None and math.isfinite(rng.shift) and rng.shift_scale > 0
-    return ok_range and bool(consumers) and all(is_pointwise_conv(c) for c in consumers)
+    if not ok_range or not consumers:
+        return None
+    if all(is_pointwise_conv(c) for c in consumers):
+        return ()
+    pads = {_conv_pads(c) for c in consumers}
+    return next(iter(pads)) if len(pads) == 1 and None not in pads and any(next(iter(pads))) else None
 
 
 def fold_shift(graph: gs.Graph, conv: gs.Node, shift: float, clip: str = "minmax") -> None:
