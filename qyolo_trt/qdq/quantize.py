@@ -232,8 +232,8 @@ def _apply(graph: gs.Graph, plan: Plan, params: dict[str, TensorRange], mode: st
                 continue
             if t.name not in dq:
                 consumers = list(by_name[t.name].outputs)
-                pads = shift_pads(consumers, params[t.name]) if mode == "shifted" else None
-                if pads is not None and not (pads and (not shift_padded or t in graph.inputs)):
+                pads = shift_pads(consumers, params[t.name], shift_padded and t not in graph.inputs) if mode == "shifted" else None
+                if pads is not None:
                     shifted.append(t.name)
                     dq[t.name] = _shifted_qdq(graph, t, params[t.name], [c for c in consumers if id(c) in quantized], weight_clip, pads)
                 else:

@@ -39,17 +39,18 @@ def is_pointwise_conv(node: gs.Node) -> bool:
     return pads is not None and not any(pads) and constant_values(node.inputs[1]).shape[2:] == (1, 1)
 
 
-def shift_pads(consumers: list[gs.Node], rng: TensorRange) -> tuple[int, ...] | None:
-    """How a tensor can be shifted exactly: ``()`` when it feeds only pointwise convs, the convs' common pads when it
-    feeds only ungrouped convs padded alike (the padding then moves into a ``Pad`` before the shift), else None (also
-    when its range defines no finite shift and positive shift scale)."""
+def shift_pads(consumers: list[gs.Node], rng: TensorRange, padded: bool) -> tuple[int, ...] | None:
+    """How a tensor can be shifted exactly: ``()`` when it feeds only pointwise convs; with ``padded``, the convs'
+    common pads when it feeds only ungrouped convs padded alike (the padding then moves into a ``Pad`` before the
+    shift); else None (also when its range defines no finite shift and positive shift scale)."""
     ok_range = rng.shift is not None and rng.shift_scale is not None and math.isfinite(rng.shift) and rng.shift_scale > 0
     if not ok_range or not consumers:
         return None
     if all(is_pointwise_conv(c) for c in consumers):
         return ()
     pads = {_conv_pads(c) for c in consumers}
-    return next(iter(pads)) if len(pads) == 1 and None not in pads and any(next(iter(pads))) else None
+    common = pads.pop() if padded and len(pads) == 1 else None
+    return common if common is not None and any(common) else None
 
 
 def fold_shift(graph: gs.Graph, conv: gs.Node, shift: float, clip: str = "minmax") -> None:
