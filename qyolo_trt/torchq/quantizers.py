@@ -130,7 +130,8 @@ class ConvBias(nn.Module):
         return (bias + self.shift * weight.double().reshape(len(weight), -1).sum(dim=1) if self.shift else bias).float()
 
     def exact(self, weight: np.ndarray) -> np.ndarray:
-        """The float32 bias for the final dequantized ``weight``, the shift term summed in float64 (as the fold)."""
+        """The float32 bias for the final dequantized ``weight`` (float32 products, as at init), the shift term summed in
+        float64: the model's own bias, bit for bit, while the integers and ``delta`` are unchanged."""
         base = self.base.numpy() + self.delta.detach().numpy().astype(np.float64)
         return (base + self.shift * _channel_sums(weight)).astype(np.float32)
 

@@ -17,7 +17,8 @@ from .graph import TorchGraph
 def write_back(model: onnx.ModelProto, graph: TorchGraph, weights: Iterable[str]) -> onnx.ModelProto:
     """A copy of ``model`` with the integers of ``weights`` (as their quantizers hold them, written exactly in the
     initializer's own type, int8 or int4) and the float bias of every conv reading one of them (``ConvBias.exact``:
-    a refitted bias, and the shift fold recomputed for the new integers)."""
+    a refitted bias, and the shift fold recomputed for the new integers; bit for bit the model's own bias while its
+    integers and delta are unchanged)."""
     out = copy_model(model)
     inits = {t.name: t for t in out.graph.initializer}
     weights = set(weights)
@@ -31,7 +32,7 @@ def write_back(model: onnx.ModelProto, graph: TorchGraph, weights: Iterable[str]
         if src.weight not in weights:
             continue
         w = graph.weight(src.weight)
-        dequantized = w.integers().astype(np.float64) * w.scale.double().numpy()
+        dequantized = w.integers().astype(np.float32) * w.scale.numpy().astype(np.float32)  # as the forward and ConvBias's init
         bias = numpy_helper.from_array(graph.bias(conv).exact(dequantized), src.initializer)
         if readers[src.initializer] > 1:  # a bias shared with another conv gets a copy of its own
             bias.name = f"{conv}_bias"
