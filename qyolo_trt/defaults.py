@@ -89,4 +89,5 @@ QAT_BIAS_LR = 0.0  # Adam step of the quantized convs' float bias; 1e-4 lost on 
 QAT_EMA_DECAY = 0.99  # per-step decay of the weight EMA (warmed up as (1 + n) / (10 + n))
 QAT_QC = False  # the QC phase refits step sizes and biases: a no-op at the default rates above, so off
 QAT_QC_EPOCHS = 1  # correction phase after QAT (weights frozen; step sizes and biases refit), in passes over the images
+QAT_KEEP_BEST = True  # export the start's or an epoch's parameters, whichever has the lowest whole-image loss (README QAT)
 QAT_RECONSTRUCT = True  # qat starts from the reconstructed model (quantize --reconstruct), not plain UH

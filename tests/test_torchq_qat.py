@@ -1,6 +1,7 @@
 """torchq.qat: QAT lowers the distillation loss, exports exactly what it trained (ONNX Runtime agrees), starts from the
-model it is given (learning rates 0 export that model), keeps shared scales shared, resumes from a checkpoint to the same
-result as an uninterrupted run, and `qat --reconstruct` starts from the reconstructed model."""
+model it is given (learning rates 0 export that model), exports the parameters with the lowest whole-image loss (the
+start when training only raised it), keeps shared scales shared, resumes from a checkpoint to the same result as an
+uninterrupted run, and `qat --reconstruct` starts from the reconstructed model."""
 
 from __future__ import annotations
 
@@ -70,13 +71,39 @@ def test_zero_learning_rates_export_the_start_model_with_its_own_rounding():
     inits[name].CopyFrom(onnx.numpy_helper.from_array(q, name))
     model, stats = qat(qdq, fp32, FEEDS, **{**FAST, "lr": 0.0, "scale_lr": 0.0, "bias_lr": 0.0})
     got = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    for n, t in inits.items():
-        want = onnx.numpy_helper.to_array(t)
-        if n.endswith(("_int8", "_qscale")):
-            assert np.array_equal(got[n], want), n
-        else:  # biases: the shift fold recomputed in float64 (last-bit differences)
-            np.testing.assert_allclose(got[n], want, rtol=1e-6, atol=1e-6, err_msg=n)
+    for n, t in inits.items():  # every value, biases included: the shift fold is recomputed exactly as it was taken out
+        assert np.array_equal(got[n], onnx.numpy_helper.to_array(t)), n
     assert stats["loss_after"] == stats["loss_before"] and stats["flipped_weights"] == 0
+
+
+def _ints(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("_int8")}
+
+
+def test_keep_best_returns_the_start_when_training_only_raises_the_loss():
+    """A step of 3 grid units flips weights at random: every epoch's whole-image loss is above the start's, so
+    ``keep_best`` exports the start's integers and ``keep_last`` the damaged ones; the reported losses are ONNX
+    Runtime's on all the images."""
+    qdq, fp32 = _start()
+    rough = {**FAST, "lr": 3.0, "scale_lr": 0.0, "bias_lr": 0.0, "ema": False, "qc": False}
+    best, stats = qat(qdq, fp32, FEEDS, **rough)
+    last, last_stats = qat(qdq, fp32, FEEDS, **rough, keep_best=False)
+    whole = [row["whole_loss"] for row in stats["epochs"]]
+    assert stats["kept_epoch"] == -1 and min(whole) > stats["whole_loss_start"] == stats["whole_loss_kept"], stats
+    assert all(np.array_equal(a, b) for a, b in zip(_ints(best).values(), _ints(qdq).values()))
+    assert any(not np.array_equal(a, b) for a, b in zip(_ints(last).values(), _ints(qdq).values()))
+    assert last_stats["kept_epoch"] == FAST["epochs"] - 1 and "whole_loss" not in last_stats["epochs"][0]
+    targets = stats["targets"]
+    assert _ort_loss(best, fp32, FEEDS, targets) == pytest.approx(stats["whole_loss_start"], rel=1e-3)
+    assert _ort_loss(last, fp32, FEEDS, targets) == pytest.approx(whole[-1], rel=1e-3)
+
+
+def test_keep_best_keeps_the_epoch_with_the_lowest_whole_image_loss():
+    qdq, fp32 = _start()
+    model, stats = qat(qdq, fp32, FEEDS, **FAST)
+    whole = [row["whole_loss"] for row in stats["epochs"]]
+    assert stats["whole_loss_kept"] == min([stats["whole_loss_start"], *whole]) < stats["whole_loss_start"]
+    assert _ort_loss(model, fp32, FEEDS, stats["targets"]) == pytest.approx(stats["whole_loss_kept"], rel=1e-3)
 
 
 def test_cli_reconstruct_switch_starts_from_the_reconstructed_model(tmp_path):

@@ -5,8 +5,9 @@ start of `qat`'s default) and QAT variants (EMA / QC on or off), each fine-tunin
 ``--start uh``: the plain UH model), trained on images TRAIN, scored on the disjoint images EVAL: head / output SQNR
 and FP32 agreement (``eval.evaluate.quality``), optionally label mAP50-95 (``--map``: with its drop from FP32 and the
 paired-bootstrap 95% interval, ``compare`` on the EVAL split), plus each command's wall time and peak RSS
-(``os.wait4``; a QAT row's ``total_s`` adds its start's) and QAT's flipped weights in its last epoch. JSON + a
-Markdown table.
+(``os.wait4``; a QAT row's ``total_s`` adds its start's), QAT's flipped weights in its last epoch, the epoch it kept
+(-1: its start) and its whole-image loss on the training images at the start and after each epoch. JSON + a Markdown
+table.
 
     python tools/bench_qat.py --model ../shared/data/weights/yolov5n.onnx --train 0:64 --eval 64:96 --bits 4 --map
 """
@@ -30,7 +31,8 @@ from qyolo_trt.eval.evaluate import quality
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REFIT = ["--scale-lr", "1e-4", "--bias-lr", "1e-4"]  # the step-size and bias rates the QC phase refits at (defaults: 0)
-VARIANTS = {"qat": [], "qat-no-ema": ["--no-ema"], "qat-qc": ["--qc", *REFIT], "qat-qc-no-ema": ["--qc", "--no-ema", *REFIT]}
+VARIANTS = {"qat": [], "qat-last": ["--keep-last"], "qat-no-ema": ["--no-ema"], "qat-qc": ["--qc", *REFIT],
+            "qat-qc-no-ema": ["--qc", "--no-ema", *REFIT]}  # fmt: skip
 
 
 def run(cmd: list[str]) -> tuple[dict, float, float]:
@@ -77,7 +79,8 @@ def bench(model: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
         if stats := result.get("stats"):
             last = stats["epochs"][-1] if stats["epochs"] else {}
             row |= {"epochs": len(stats["epochs"]), "flipped": last.get("flipped_weights"), "flipped_ema": last.get("flipped_ema"),
-                    "loss_before": stats["loss_before"], "loss_after": stats["loss_after"]}  # fmt: skip
+                    "loss_before": stats["loss_before"], "loss_after": stats["loss_after"], "kept_epoch": stats["kept_epoch"],
+                    "whole_loss": [stats["whole_loss_start"], *(e.get("whole_loss") for e in stats["epochs"])]}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     if args.map:
@@ -97,8 +100,8 @@ def add_label_map(model: Path, train: list[Path], held: list[Path], data: Path, 
     rows.insert(0, {"model": model.stem, "row": "fp32", "map50_95": by_label["fp32"]["map50_95"], "eval": len(held)})
 
 
-COLUMNS = ["model", "row", "bits", "sqnr_db", "output_sqnr_db", "agreement", "map50_95", "drop_ci", "flipped", "flipped_ema", "wall_s", "total_s",
-           "peak_rss_mb"]
+COLUMNS = ["model", "row", "bits", "sqnr_db", "output_sqnr_db", "agreement", "map50_95", "drop_ci", "flipped", "flipped_ema", "kept_epoch",
+           "wall_s", "total_s", "peak_rss_mb"]
 
 
 def markdown(rows: list[dict]) -> str:

@@ -9,8 +9,8 @@ import click
 import onnx
 from click.core import ParameterSource
 
-from ..defaults import (BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EPOCHS, QAT_LR, QAT_QC,
-                        QAT_QC_EPOCHS, QAT_RECONSTRUCT, QAT_SCALE_LR, RECONSTRUCT_ITERS)  # fmt: skip
+from ..defaults import (BITS_RANGE, DEFAULT_BITS, DEFAULT_METHOD, QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EPOCHS, QAT_KEEP_BEST, QAT_LR,
+                        QAT_QC, QAT_QC_EPOCHS, QAT_RECONSTRUCT, QAT_SCALE_LR, RECONSTRUCT_ITERS)  # fmt: skip
 from ..errors import QyoloError
 from ..fileio import refuse_overwrite, write_bytes_atomic
 from ..qdq.passes.lowbit import width_label
@@ -40,6 +40,9 @@ from .common import FiniteFloatRange, emit, json_option, log
 @click.option("--bias-lr", type=FiniteFloatRange(0), default=QAT_BIAS_LR, show_default=True, help="Adam step of the quantized convs' float biases.")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="Export an exponential moving average of the weights.")
 @click.option("--qc/--no-qc", default=QAT_QC, show_default=True, help="Correction phase after QAT: weights frozen, step sizes and biases refit (at --scale-lr / --bias-lr).")
+@click.option("--keep-best/--keep-last", default=QAT_KEEP_BEST, show_default=True,
+              help="Export the parameters (the start's or an epoch's) with the lowest distillation loss on the whole training images, "
+                   "not the last epoch's.")
 @click.option("--qc-epochs", type=click.IntRange(0), default=QAT_QC_EPOCHS, show_default=True, help="Passes of the correction phase.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image order and crops.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads (default: torch's own).")
@@ -49,7 +52,7 @@ from .common import FiniteFloatRange, emit, json_option, log
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output QDQ ONNX path.")
 @json_option
 def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch: int, crop: float, bits: int, reconstruct: bool,
-            reconstruct_iters: int, start_path: Path | None, lr: float, scale_lr: float, bias_lr: float, ema: bool, qc: bool, qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
+            reconstruct_iters: int, start_path: Path | None, lr: float, scale_lr: float, bias_lr: float, ema: bool, qc: bool, keep_best: bool, qc_epochs: int, seed: int, threads: int | None, checkpoint: Path | None, resume: bool, output: Path, as_json: bool) -> None:  # fmt: skip
     """Fine-tune MODEL's (.onnx, or an Ultralytics .pt exported first) UH-quantized (by default also reconstructed) QDQ model on IMAGES by distillation from MODEL itself (no labels needed)."""
     ckpt = checkpoint or output.with_name(f"{output.name}.ckpt")
     refuse_overwrite([output, ckpt], [model])
@@ -69,7 +72,7 @@ def qat_cmd(model: Path, images: str, num_images: int | None, epochs: int, batch
     bits = report.get("bits", bits)
     log(f"qat: {len(paths)} images, {epochs} epochs, {width_label(report)}, checkpoint {ckpt}")
     result, stats = qat(start, fp32, load_feeds(fp32, paths, len(paths)), epochs=epochs, batch=batch, crop=crop, lr=lr, scale_lr=scale_lr,
-                        bias_lr=bias_lr, ema=ema, qc=qc, qc_epochs=qc_epochs, seed=seed, checkpoint=ckpt, resume=resume, threads=threads, on_epoch=_log_epoch)  # fmt: skip
+                        bias_lr=bias_lr, ema=ema, qc=qc, qc_epochs=qc_epochs, keep_best=keep_best, seed=seed, checkpoint=ckpt, resume=resume, threads=threads, on_epoch=_log_epoch)  # fmt: skip
     write_bytes_atomic(output, result.SerializeToString())
     if checkpoint is None:
         ckpt.unlink(missing_ok=True)
@@ -109,10 +112,12 @@ def _given_start(path: Path, fp32: onnx.ModelProto) -> tuple[onnx.ModelProto, di
 
 
 def _log_epoch(row: dict[str, Any]) -> None:
-    log(f"qat: epoch {row['epoch'] + 1}: loss {row['loss']:.4g}, {row['flipped_weights']} weights flipped")
+    whole = f", whole-image loss {row['whole_loss']:.4g}" if "whole_loss" in row else ""
+    log(f"qat: epoch {row['epoch'] + 1}: loss {row['loss']:.4g}{whole}, {row['flipped_weights']} weights flipped")
 
 
 def _text(result: dict[str, Any]) -> str:
     s = result["stats"]
-    return (f"{result['output']}  ({result['widths']}, {result['images']} images, {len(s['epochs'])} epochs)\n"
+    kept = "the start" if s["kept_epoch"] < 0 else f"epoch {s['kept_epoch'] + 1}"
+    return (f"{result['output']}  ({result['widths']}, {result['images']} images, {len(s['epochs'])} epochs, kept {kept})\n"
             f"distillation loss on {s['settings']['batch']} images: {s['loss_before']:.4g} -> {s['loss_after']:.4g}")  # fmt: skip

@@ -9,7 +9,10 @@ and each quantized conv's float bias an offset learned at ``bias_lr``. Both rate
 lost to learning the weights alone (README, QAT). The objective is distillation from the FP32 model (``distill``) on
 random stride-aligned crops. Optional: an EMA of the parameters (``ema``) and the QC phase (weights frozen as integers,
 step sizes and biases refit for ``qc_epochs``), both from Gupta & Asthana 2023. Each epoch records the weights whose
-integer flipped.
+integer flipped. With ``keep_best`` (the default) the export holds the parameters (the start's, or an epoch's, averaged
+where the EMA is on) with the lowest distillation loss on the whole training images, quantized as exported: at 8 bits
+the first epoch's straight-through steps flip the weights AdaRound left next to a rounding tie and raised that loss on
+both real models (README, QAT), so a run that does not improve on its start returns it.
 
 Checkpoints (every epoch, written atomically) hold the parameters, the optimiser, the EMA and the history; a resumed
 run continues after the last finished epoch and ends exactly like an uninterrupted one (per-epoch RNG streams).
@@ -29,8 +32,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..defaults import (QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EMA_DECAY, QAT_EPOCHS, QAT_LR, QAT_QC, QAT_QC_EPOCHS,
-                        QAT_SCALE_LR)  # fmt: skip
+from ..defaults import (QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EMA_DECAY, QAT_EPOCHS, QAT_KEEP_BEST, QAT_LR, QAT_QC,
+                        QAT_QC_EPOCHS, QAT_SCALE_LR)  # fmt: skip
 from ..errors import QyoloError
 from ..fileio import write_bytes_atomic
 from ..lazy import lazy_import
@@ -86,7 +89,18 @@ class Settings:
     ema_decay: float
     qc: bool
     qc_epochs: int
+    keep_best: bool
     seed: int
+
+
+@dataclass
+class _Best:
+    """The parameters with the lowest whole-image loss so far (epoch -1: the start, whose loss is ``start``)."""
+
+    loss: float
+    epoch: int
+    values: list[torch.Tensor]
+    start: float
 
 
 @dataclass
@@ -116,6 +130,7 @@ def qat(
     ema_decay: float = QAT_EMA_DECAY,
     qc: bool = QAT_QC,
     qc_epochs: int = QAT_QC_EPOCHS,
+    keep_best: bool = QAT_KEEP_BEST,
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
@@ -123,11 +138,12 @@ def qat(
     on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[onnx.ModelProto, dict]:
     """The fine-tuned QDQ model (same graph; new weight integers, biases and activation scales) and stats (per-epoch
-    loss and flipped weights, full-image loss before / after on the first ``batch`` images, seconds).
+    loss, whole-image loss on all images and flipped weights; the epoch exported, -1 for the start; full-image loss
+    before / after on the first ``batch`` images; seconds).
 
     ``checkpoint``: written after every epoch; ``resume`` continues from it. ``on_epoch(row)`` runs after each
     epoch's checkpoint (an exception there stops the run with that checkpoint in place)."""
-    s = Settings(epochs, batch, crop, lr, scale_lr, bias_lr, ema, ema_decay, qc, qc_epochs, seed)
+    s = Settings(epochs, batch, crop, lr, scale_lr, bias_lr, ema, ema_decay, qc, qc_epochs, keep_best, seed)
     if epochs < 0 or qc_epochs < 0 or batch < 1 or not 0 < crop <= 1 or not 0 <= ema_decay < 1 or not feeds:
         raise QyoloError(f"qat: need epochs >= 0, qc_epochs >= 0, batch >= 1, 0 < crop <= 1, 0 <= ema_decay < 1 and "
                          f"images (got {epochs}, {qc_epochs}, {batch}, {crop}, {ema_decay}, {len(feeds)} feeds)")  # fmt: skip
@@ -146,24 +162,34 @@ def qat(
                                   *({"params": [p], "lr": scale_lr * float(p.detach())} for p in scales)])  # fmt: skip
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]
-    averaged = ParamEMA([w.latent for w in weights.values()] + deltas + scales, ema_decay) if ema else None
+    params = [w.latent for w in weights.values()] + deltas + scales
+    averaged = ParamEMA(params, ema_decay) if ema else None
     probe = run.images[:batch]
-    loss_before = _full_loss(run, probe)
+    loss_before = _whole_loss(run, probe, batch)
     fingerprint = hashlib.sha256(qdq.SerializeToString())
     fingerprint.update(run.images.numpy().data)
-    history = _load(checkpoint, s, fingerprint.hexdigest(), run.student, optimizer, averaged) if resume else []
+    if keep_best:
+        loss = _whole_loss(run, run.images, batch)
+        best = _Best(loss, -1, [p.detach().clone() for p in params], loss)
+    else:
+        best = None
+    history = _load(checkpoint, s, fingerprint.hexdigest(), run.student, optimizer, averaged, best) if resume else []
     bar = progress_bar(range(len(history), epochs), desc="qat", unit="epoch")
     for epoch in bar:
         schedule = _cosine(epoch, epochs, math.ceil(len(run.images) / batch))
         history.append({"epoch": epoch, **_epoch(run, s, optimizer, averaged, weights, epoch, schedule)})
+        if best is not None:
+            history[-1]["whole_loss"] = _consider(run, s, params, averaged, best, epoch)
         bar.set_postfix(loss=f"{history[-1]['loss']:.4g}")
         if checkpoint is not None:
-            _save(checkpoint, s, fingerprint.hexdigest(), run.student, optimizer, averaged, history)
+            _save(checkpoint, s, fingerprint.hexdigest(), run.student, optimizer, averaged, history, best)
         if on_epoch is not None:
             on_epoch(history[-1])
-    if averaged is not None:
+    if best is not None:
+        _assign(params, best.values)
+    elif averaged is not None:
         averaged.apply()
-    loss_trained = _full_loss(run, probe)
+    loss_trained = _whole_loss(run, probe, batch)
     for name, w in weights.items():  # frozen: the integers the model will hold
         run.student.set_weight(name, FixedWeight(w.integers(), w.scale.numpy().ravel(), w.axis))
     qc_rows = _correct(run, s, scales, deltas) if qc else []
@@ -172,8 +198,10 @@ def qat(
     return model, {
         "images": len(run.images), "epochs": history, "qc": qc_rows, "settings": asdict(s), "crop": run.crop,
         "targets": run.targets, "weights": len(weights), "scales": len(scales), "threads": torch.get_num_threads(),
-        "loss_before": loss_before, "loss_trained": loss_trained, "loss_after": _full_loss(run, probe),
+        "loss_before": loss_before, "loss_trained": loss_trained, "loss_after": _whole_loss(run, probe, batch),
         "flipped_weights": last.get("flipped_ema" if ema else "flipped_weights"),
+        "kept_epoch": best.epoch if best is not None else len(history) - 1,
+        "whole_loss_start": best.start if best is not None else None, "whole_loss_kept": best.loss if best is not None else None,
         "seconds": round(time.perf_counter() - start, 2),
     }  # fmt: skip
 
@@ -267,24 +295,51 @@ def _crop(run: _Run, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x[:, :, rows, cols]
 
 
-def _full_loss(run: _Run, images: torch.Tensor) -> float:
-    """The distillation loss on whole images, quantized exactly as the exported model (no gradients)."""
+def _whole_loss(run: _Run, images: torch.Tensor, batch: int) -> float:
+    """``distill_loss`` over ``images``, whole, quantized exactly as the exported model (no gradients; energies summed
+    ``batch`` images at a time)."""
     run.student.eval()
+    noise: dict[str, float] = {}
+    signal: dict[str, float] = {}
     with torch.no_grad():
-        x = {run.input_name: images}
-        return float(distill_loss(run.student(x, run.targets), run.teacher(x, run.targets)))
+        for i in range(0, len(images), batch):
+            x = {run.input_name: images[i : i + batch]}
+            got, ref = run.student(x, run.targets), run.teacher(x, run.targets)
+            for t in run.targets:
+                noise[t] = noise.get(t, 0.0) + float((got[t] - ref[t]).double().square().sum())
+                signal[t] = signal.get(t, 0.0) + float(ref[t].double().square().sum())
+    return sum(noise[t] / max(signal[t], 1e-12) for t in run.targets)
+
+
+def _assign(params: list[nn.Parameter], values: Sequence[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, v in zip(params, values):
+            p.copy_(v)
+
+
+def _consider(run: _Run, s: Settings, params: list[nn.Parameter], averaged: ParamEMA | None, best: _Best, epoch: int) -> float:
+    """The whole-image loss of this epoch's parameters (averaged, with the EMA); they become ``best`` if lower."""
+    current = [p.detach().clone() for p in params]
+    _assign(params, averaged.shadow if averaged is not None else current)
+    loss = _whole_loss(run, run.images, s.batch)
+    if loss < best.loss:
+        best.loss, best.epoch, best.values = loss, epoch, [p.detach().clone() for p in params]
+    _assign(params, current)
+    return loss
 
 
 def _save(path: str | os.PathLike, s: Settings, fingerprint: str, student: TorchGraph, optimizer, averaged: ParamEMA | None,
-          history: list[dict]) -> None:  # fmt: skip
+          history: list[dict], best: _Best | None) -> None:  # fmt: skip
     buffer = io.BytesIO()
     torch.save({"settings": asdict(s), "fingerprint": fingerprint, "student": student.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": averaged.state_dict() if averaged is not None else None, "history": history}, buffer)  # fmt: skip
+                "ema": averaged.state_dict() if averaged is not None else None, "history": history,
+                "best": asdict(best) if best is not None else None}, buffer)  # fmt: skip
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _load(path: str | os.PathLike, s: Settings, fingerprint: str, student: TorchGraph, optimizer, averaged: ParamEMA | None) -> list[dict]:
-    """Restore a checkpoint of this run (same model, images and settings); returns its history."""
+def _load(path: str | os.PathLike, s: Settings, fingerprint: str, student: TorchGraph, optimizer, averaged: ParamEMA | None,
+          best: _Best | None) -> list[dict]:  # fmt: skip
+    """Restore a checkpoint of this run (same model, images and settings) into the arguments; returns its history."""
     try:
         state = torch.load(path, weights_only=True)
     except FileNotFoundError:
@@ -297,4 +352,6 @@ def _load(path: str | os.PathLike, s: Settings, fingerprint: str, student: Torch
     optimizer.load_state_dict(state["optimizer"])
     if averaged is not None:
         averaged.load_state_dict(state["ema"])
+    if best is not None:
+        best.loss, best.epoch, best.values, best.start = (state["best"][k] for k in ("loss", "epoch", "values", "start"))
     return state["history"]
