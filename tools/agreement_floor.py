@@ -77,7 +77,8 @@ def jittered(qdq: onnx.ModelProto, seed: int) -> onnx.ModelProto:
     for t in out.graph.initializer:
         if t.name in biases and t.data_type == onnx.TensorProto.FLOAT:
             b = onnx.numpy_helper.to_array(t)
-            t.CopyFrom(onnx.numpy_helper.from_array(np.nextafter(b, np.where(rng.random(b.shape) < 0.5, -np.inf, np.inf)).astype(np.float32), t.name))
+            toward = np.where(rng.random(b.shape) < 0.5, -np.inf, np.inf).astype(np.float32)  # float32: one float32 ulp
+            t.CopyFrom(onnx.numpy_helper.from_array(np.nextafter(b, toward), t.name))
     return out
 
 
