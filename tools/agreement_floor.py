@@ -44,7 +44,8 @@ COLUMNS = ["factor", "head SQNR dB", "FP32 agreement", "output SQNR dB"]
 
 def scaled_error(fp32: onnx.ModelProto, qdq: onnx.ModelProto, factor: float) -> onnx.ModelProto:
     """``qdq`` whose decode reads ``fp32 + factor * (qdq - fp32)`` at every head conv output (both models in one graph)."""
-    if [(o.domain, o.version) for o in fp32.opset_import] != [(o.domain, o.version) for o in qdq.opset_import if o.domain == ""][:1]:
+    default_opset = lambda m: [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]  # noqa: E731
+    if default_opset(fp32) != default_opset(qdq):
         raise SystemExit("the FP32 and QDQ models must share the default-domain opset")
     image = fp32.graph.input[0].name
     ref = onnx.compose.add_prefix(copy_model(fp32), PREFIX)

@@ -35,6 +35,7 @@ from onnx import numpy_helper
 from ..defaults import (QAT_BATCH, QAT_BIAS_LR, QAT_CROP, QAT_EMA_DECAY, QAT_EPOCHS, QAT_KEEP_BEST, QAT_LR, QAT_QC,
                         QAT_QC_EPOCHS, QAT_SCALE_LR)  # fmt: skip
 from ..errors import QyoloError
+from ..eval.agreement import SqnrMeter
 from ..fileio import write_bytes_atomic
 from ..lazy import lazy_import
 from ..normalize import normalize
@@ -168,12 +169,13 @@ def qat(
     loss_before = _whole_loss(run, probe, batch)
     fingerprint = hashlib.sha256(qdq.SerializeToString())
     fingerprint.update(run.images.numpy().data)
+    history, saved = _load(checkpoint, s, fingerprint.hexdigest(), run.student, optimizer, averaged) if resume else ([], None)
+    best = None
     if keep_best:
-        loss = _whole_loss(run, run.images, batch)
-        best = _Best(loss, -1, [p.detach().clone() for p in params], loss)
-    else:
-        best = None
-    history = _load(checkpoint, s, fingerprint.hexdigest(), run.student, optimizer, averaged, best) if resume else []
+        if saved is None:
+            loss = _whole_loss(run, run.images, batch)
+            saved = {"loss": loss, "epoch": -1, "values": [p.detach().clone() for p in params], "start": loss}
+        best = _Best(**saved)
     bar = progress_bar(range(len(history), epochs), desc="qat", unit="epoch")
     for epoch in bar:
         schedule = _cosine(epoch, epochs, math.ceil(len(run.images) / batch))
@@ -299,16 +301,12 @@ def _whole_loss(run: _Run, images: torch.Tensor, batch: int) -> float:
     """``distill_loss`` over ``images``, whole, quantized exactly as the exported model (no gradients; energies summed
     ``batch`` images at a time)."""
     run.student.eval()
-    noise: dict[str, float] = {}
-    signal: dict[str, float] = {}
+    meter = SqnrMeter()
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = {run.input_name: images[i : i + batch]}
-            got, ref = run.student(x, run.targets), run.teacher(x, run.targets)
-            for t in run.targets:
-                noise[t] = noise.get(t, 0.0) + float((got[t] - ref[t]).double().square().sum())
-                signal[t] = signal.get(t, 0.0) + float(ref[t].double().square().sum())
-    return sum(noise[t] / max(signal[t], 1e-12) for t in run.targets)
+            meter.update(run.teacher(x, run.targets), run.student(x, run.targets), run.targets)
+    return sum(meter.noise[t] / max(meter.signal[t], 1e-12) for t in run.targets)
 
 
 def _assign(params: list[nn.Parameter], values: Sequence[torch.Tensor]) -> None:
@@ -337,9 +335,10 @@ def _save(path: str | os.PathLike, s: Settings, fingerprint: str, student: Torch
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _load(path: str | os.PathLike, s: Settings, fingerprint: str, student: TorchGraph, optimizer, averaged: ParamEMA | None,
-          best: _Best | None) -> list[dict]:  # fmt: skip
-    """Restore a checkpoint of this run (same model, images and settings) into the arguments; returns its history."""
+def _load(path: str | os.PathLike, s: Settings, fingerprint: str, student: TorchGraph, optimizer,
+          averaged: ParamEMA | None) -> tuple[list[dict], dict | None]:  # fmt: skip
+    """Restore a checkpoint of this run (same model, images and settings) into the arguments; returns its history and
+    its kept parameters (``_Best``'s fields; None without ``keep_best``)."""
     try:
         state = torch.load(path, weights_only=True)
     except FileNotFoundError:
@@ -352,6 +351,4 @@ def _load(path: str | os.PathLike, s: Settings, fingerprint: str, student: Torch
     optimizer.load_state_dict(state["optimizer"])
     if averaged is not None:
         averaged.load_state_dict(state["ema"])
-    if best is not None:
-        best.loss, best.epoch, best.values, best.start = (state["best"][k] for k in ("loss", "epoch", "values", "start"))
-    return state["history"]
+    return state["history"], state["best"]
