@@ -88,8 +88,16 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[Dim]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
 
 
-def _opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (``ai.onnx``) operator set ``model`` imports; 0 when it imports none."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def raise_default_opset(model: onnx.ModelProto, opset: int) -> None:
+    """Import the default operator set at version ``opset`` at least (in place)."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = max(o.version, opset)
 
 
 def inspect_detector(model: onnx.ModelProto, source: str = "model") -> DetectorInfo:
@@ -111,7 +119,7 @@ def inspect_detector(model: onnx.ModelProto, source: str = "model") -> DetectorI
         output_names=names,
         imgsz=(h, w),
         dynamic_batch=not isinstance(in_shape[0], int),
-        opset=_opset(model),
+        opset=default_opset(model),
     )
     if tuple(names) == NMS_OUTPUTS:
         return DetectorInfo(output_shape=_dims(outputs[1]), layout="nms", num_classes=-1, **common)

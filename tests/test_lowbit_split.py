@@ -13,6 +13,7 @@ from qdq_graphs import lowbit_scales, tensor_values, tiny_detector
 from conftest import assert_clean_error, run_cli
 from qyolo_trt.cli.compare import parse_widths
 from qyolo_trt.errors import QyoloError
+from qyolo_trt.model import default_opset
 from qyolo_trt.qdq import REPORT_KEY, QuantizeConfig, lint, quantize
 from qyolo_trt.qdq.passes.lowbit import lower_bits, width_label
 from qyolo_trt.qdq.pipeline import run
@@ -36,10 +37,6 @@ def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 
 def _report(model: onnx.ModelProto) -> dict:
     return json.loads(next(p.value for p in model.metadata_props if p.key == REPORT_KEY))
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _act_levels(low: onnx.ModelProto) -> tuple[np.ndarray, float, np.ndarray]:
@@ -80,7 +77,7 @@ def test_low_bits_keep_the_first_conv_float_unless_told():
 def test_w4a8_has_int4_weights_and_unclipped_int8_activations(model):
     low = run(model, scales_for(model, 8), QuantizeConfig(weight_bits=4)).model
     onnx.checker.check_model(low)
-    assert _opset(low) == 21 and _inits(low)["cv2.weight_int8"].data_type == onnx.TensorProto.INT4
+    assert default_opset(low) == 21 and _inits(low)["cv2.weight_int8"].data_type == onnx.TensorProto.INT4
     assert not [n for n in low.graph.node if n.op_type == "Clip"]  # activations keep the full int8 grid
     values = tensor_values(low, FEEDS)
     fp32_w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -100,7 +97,7 @@ def test_w8a4_keeps_int8_weights_and_clips_activations_to_4_bits(model):
     low = run(model, scales, QuantizeConfig(bits=4, weight_bits=8)).model
     onnx.checker.check_model(low)
     plain = quantize(model, scales).model  # the int8 rewrite: its weight integers are the W8A4 ones
-    assert _opset(low) == 17
+    assert default_opset(low) == 17
     for name in ("cv2.weight_int8", "cv4.weight_int8"):
         q = numpy_helper.to_array(_inits(low)[name])
         assert _inits(low)[name].data_type == onnx.TensorProto.INT8 and np.abs(q).max() == 127

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from qyolo_trt.cli.common import format_table  # noqa: E402
 from qyolo_trt.data import list_images  # noqa: E402
 from qyolo_trt.eval.evaluate import quality  # noqa: E402
-from qyolo_trt.model import copy_model, load_onnx  # noqa: E402
+from qyolo_trt.model import copy_model, default_opset, load_onnx  # noqa: E402
 from qyolo_trt.qdq import head_conv_outputs  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -44,7 +44,6 @@ COLUMNS = ["factor", "head SQNR dB", "FP32 agreement", "output SQNR dB"]
 
 def scaled_error(fp32: onnx.ModelProto, qdq: onnx.ModelProto, factor: float) -> onnx.ModelProto:
     """``qdq`` whose decode reads ``fp32 + factor * (qdq - fp32)`` at every head conv output (both models in one graph)."""
-    default_opset = lambda m: [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]  # noqa: E731
     if default_opset(fp32) != default_opset(qdq):
         raise SystemExit("the FP32 and QDQ models must share the default-domain opset")
     image = fp32.graph.input[0].name

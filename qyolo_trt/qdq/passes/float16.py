@@ -18,7 +18,7 @@ import onnx_graphsurgeon as gs
 
 from ...defaults import FLOAT_DTYPES
 from ...errors import QyoloError
-from ...model import copy_model
+from ...model import copy_model, raise_default_opset
 from ..config import QuantizeConfig
 from ..quantize import QuantizeResult
 from .base import PassContext, register, with_report
@@ -90,9 +90,7 @@ def to_float16(model: onnx.ModelProto, io_dtype: str = "fp32") -> tuple[onnx.Mod
     if io_dtype == "fp32":
         _cast_boundaries(graph)
     out = gs.export_onnx(graph.cleanup().toposort())
-    for imp in out.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            imp.version = max(imp.version, MIN_OPSET)
+    raise_default_opset(out, MIN_OPSET)
     out.ir_version = max(out.ir_version, 9)  # opset 19 needs IR version 9
     del out.graph.value_info[:]  # stale float32 shapes; runtimes infer the types again
     return out, raised

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...defaults import DEFAULT_BITS
 from ...errors import QyoloError
-from ...model import copy_model
+from ...model import copy_model, raise_default_opset
 from ..config import QuantizeConfig, check_widths
 from ..quantize import QuantizeResult
 from ..weights import quantize_per_channel
@@ -122,9 +122,7 @@ def _int_tensor(name: str, values: np.ndarray, bits: int) -> onnx.TensorProto:
 
 
 def _set_opset(model: onnx.ModelProto, opset: int) -> None:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx") and o.version < opset:
-            o.version = opset
+    raise_default_opset(model, opset)
     model.ir_version = max(model.ir_version, INT4_IR)
 
 
